@@ -1,0 +1,249 @@
+//! All configured metric filters compiled together: a line in, the matching filters out.
+//!
+//! Cheap checks come first: one Aho-Corasick pass finds which literal words a
+//! line carries, only filters whose literals are all present are evaluated,
+//! and a line is split into fields at most once for all space-delimited
+//! filters. [`Classifier::count_buffer`] runs the literal search over a whole
+//! buffer of lines, so lines that carry none of the words cost only the
+//! newline count. The plain evaluator ([`FilterPattern::is_match`]) stays the
+//! reference; the tests check that both agree.
+
+use std::borrow::Cow;
+
+use aho_corasick::AhoCorasick;
+
+use crate::config::{MetricFilter, MetricValue};
+use crate::pattern::{Field, FilterPattern, split_fields};
+
+/// Most distinct literals tracked per line (bits of a `u64` mask).
+const MAX_LITERALS: usize = 64;
+
+/// One filter, compiled.
+#[derive(Debug, Clone)]
+struct Compiled {
+    pattern: FilterPattern,
+    /// Bits of the literals every match contains (0 = no prefilter).
+    literal_mask: u64,
+    /// Leading fields needed to decide a delimited match; `usize::MAX` = all,
+    /// `None` = not a delimited pattern.
+    fields_needed: Option<usize>,
+    value: MetricValue,
+}
+
+/// The compiled classifier for one set of metric filters.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    filters: Vec<Compiled>,
+    /// Searches every literal of every filter at once (`None` when no filter has one).
+    literals: Option<AhoCorasick>,
+    /// True when every filter has a prefilter, so a line without any literal matches nothing.
+    all_gated: bool,
+}
+
+/// Reusable per-thread buffers, so classifying a line allocates nothing.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    fields: Vec<Field>,
+}
+
+impl Classifier {
+    /// Compiles `filters` (in order: match callbacks use their index).
+    pub fn new(filters: &[MetricFilter]) -> Classifier {
+        let mut words: Vec<String> = Vec::new();
+        let mut compiled = Vec::with_capacity(filters.len());
+        for f in filters {
+            let mut mask = 0u64;
+            for lit in f.filter_pattern.required_literals() {
+                if lit.is_empty() {
+                    continue;
+                }
+                let idx = match words.iter().position(|w| *w == lit) {
+                    Some(i) => i,
+                    None if words.len() < MAX_LITERALS => {
+                        words.push(lit);
+                        words.len() - 1
+                    }
+                    // Out of bits: this literal is simply not used as a prefilter.
+                    None => continue,
+                };
+                mask |= 1 << idx;
+            }
+            let fields_needed = f
+                .filter_pattern
+                .delimited()
+                .map(|d| d.leading_fields_needed().unwrap_or(usize::MAX));
+            compiled.push(Compiled {
+                pattern: f.filter_pattern.clone(),
+                literal_mask: mask,
+                fields_needed,
+                value: f.metric_value.clone(),
+            });
+        }
+        let literals = if words.is_empty() {
+            None
+        } else {
+            AhoCorasick::new(&words).ok()
+        };
+        let all_gated = literals.is_some() && compiled.iter().all(|c| c.literal_mask != 0);
+        Classifier {
+            filters: compiled,
+            literals,
+            all_gated,
+        }
+    }
+
+    /// Number of filters.
+    pub fn len(&self) -> usize {
+        self.filters.len()
+    }
+
+    /// Whether there are no filters.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// Which literals `line` contains, as a bit mask.
+    fn literal_hits(&self, line: &[u8]) -> u64 {
+        let Some(ac) = &self.literals else { return 0 };
+        let mut hits = 0u64;
+        for m in ac.find_overlapping_iter(line) {
+            hits |= 1 << m.pattern().as_usize();
+        }
+        hits
+    }
+
+    /// Classifies one line (without its terminator; invalid UTF-8 is decoded
+    /// lossily). Calls `on_match(filter_index, value)` for every matching
+    /// filter; `value` is `None` when the metric value references a field
+    /// whose text is not a number (the match publishes no datapoint).
+    pub fn classify(
+        &self,
+        line: &[u8],
+        scratch: &mut Scratch,
+        mut on_match: impl FnMut(usize, Option<f64>),
+    ) {
+        let hits = self.literal_hits(line);
+        if self.all_gated && hits == 0 {
+            return;
+        }
+        self.classify_with_hits(line, hits, scratch, &mut on_match);
+    }
+
+    fn classify_with_hits(
+        &self,
+        line: &[u8],
+        hits: u64,
+        scratch: &mut Scratch,
+        on_match: &mut dyn FnMut(usize, Option<f64>),
+    ) {
+        let mut text: Option<Cow<'_, str>> = None;
+        let mut split_upto = 0usize;
+        for (i, f) in self.filters.iter().enumerate() {
+            if f.literal_mask & hits != f.literal_mask {
+                continue;
+            }
+            let message: &str = text.get_or_insert_with(|| String::from_utf8_lossy(line));
+            let matched = match (f.fields_needed, f.pattern.delimited()) {
+                (Some(needed), Some(d)) => {
+                    if needed > split_upto {
+                        split_fields(message, &mut scratch.fields, needed);
+                        split_upto = needed;
+                    }
+                    d.matches_fields(message, &scratch.fields)
+                }
+                _ => f.pattern.is_match(message),
+            };
+            if matched {
+                let value = match &f.value {
+                    MetricValue::Number(n) => Some(*n),
+                    MetricValue::Field(r) => f
+                        .pattern
+                        .reference_value(message, r)
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|v| v.is_finite()),
+                };
+                on_match(i, value);
+            }
+        }
+    }
+
+    /// Classifies every complete line of `buf` (lines end with `\n`; a final
+    /// line without one counts too) and returns the number of lines.
+    ///
+    /// When every filter has a literal prefilter, the literal search runs over
+    /// the whole buffer and only lines with a hit are looked at.
+    pub fn count_buffer(
+        &self,
+        buf: &[u8],
+        scratch: &mut Scratch,
+        mut on_match: impl FnMut(usize, Option<f64>),
+    ) -> u64 {
+        if buf.is_empty() {
+            return 0;
+        }
+        let newlines = memchr::memchr_iter(b'\n', buf).count() as u64;
+        let lines = newlines + u64::from(buf.last() != Some(&b'\n'));
+        match (&self.literals, self.all_gated) {
+            (Some(ac), true) => {
+                // Lines are visited in order; `next_line` is where the next unvisited line starts.
+                let mut next_line = 0usize;
+                let mut pos = 0usize;
+                while pos < buf.len() {
+                    let Some(m) = ac.find(aho_corasick::Input::new(buf).span(pos..buf.len()))
+                    else {
+                        break;
+                    };
+                    let start = memchr::memrchr(b'\n', &buf[next_line..m.start()])
+                        .map_or(next_line, |i| next_line + i + 1);
+                    let end = memchr::memchr(b'\n', &buf[m.start()..])
+                        .map_or(buf.len(), |i| m.start() + i);
+                    let line = strip_cr(&buf[start..end]);
+                    let hits = self.literal_hits(line);
+                    self.classify_with_hits(line, hits, scratch, &mut on_match);
+                    next_line = (end + 1).min(buf.len());
+                    pos = next_line;
+                    if end >= buf.len() {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+                for line in body.split(|&b| b == b'\n') {
+                    let line = strip_cr(line);
+                    // An empty line never becomes a CloudWatch event (messages
+                    // are at least one character), so no filter sees it.
+                    if !line.is_empty() {
+                        self.classify(line, scratch, &mut on_match);
+                    }
+                }
+            }
+        }
+        lines
+    }
+
+    /// [`Classifier::classify`], but with `expand` (`[source] expand_repeated`) an rsyslog
+    /// `message repeated N times: [ MSG]` line is classified once as its hidden line (its own
+    /// envelope with MSG) and every value is multiplied by N ([`crate::repeat`]). Returns the
+    /// multiplicity (1 for an ordinary line).
+    pub fn classify_expanded(
+        &self,
+        line: &[u8],
+        scratch: &mut Scratch,
+        expand: bool,
+        mut on_match: impl FnMut(usize, Option<f64>),
+    ) -> u64 {
+        if expand && let Some(r) = crate::repeat::parse(line) {
+            let n = r.count as f64;
+            self.classify(&r.line, scratch, |i, v| on_match(i, v.map(|v| v * n)));
+            return r.count;
+        }
+        self.classify(line, scratch, on_match);
+        1
+    }
+}
+
+/// The line without a trailing `\r` (CRLF files).
+pub fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}

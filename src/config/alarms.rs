@@ -1,0 +1,755 @@
+//! `[[alarms]]`, `[notifications]`, `[heartbeat]` and `[dashboard]`: what `sshwatch bootstrap` creates.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{ConfigError, ErrorSite, MetricFilter, MetricsConfig};
+
+/// One CloudWatch alarm, keyed like `put-metric-alarm`'s arguments.
+///
+/// The alarm watches one metric without dimensions (the daemon publishes none)
+/// and sets no unit, so it matches whatever unit the daemon publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarm {
+    pub alarm_name: String,
+    pub alarm_description: Option<String>,
+    pub metric_name: String,
+    pub metric_namespace: String,
+    pub statistic: Statistic,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub datapoints_to_alarm: i32,
+    pub threshold: f64,
+    pub comparison_operator: ComparisonOperator,
+    pub treat_missing_data: TreatMissingData,
+    /// Explicit ARNs; empty = the `[notifications]` topic, if any.
+    pub alarm_actions: Vec<String>,
+}
+
+impl Alarm {
+    /// The actions the alarm gets: its own `alarm_actions`, else the `[notifications]` topic.
+    pub fn actions(&self, topic_arn: Option<&str>) -> Vec<String> {
+        if self.alarm_actions.is_empty() {
+            topic_arn.map(str::to_string).into_iter().collect()
+        } else {
+            self.alarm_actions.clone()
+        }
+    }
+}
+
+/// CloudWatch statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Statistic {
+    SampleCount,
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+}
+
+impl Statistic {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::SampleCount => "SampleCount",
+            Statistic::Average => "Average",
+            Statistic::Sum => "Sum",
+            Statistic::Minimum => "Minimum",
+            Statistic::Maximum => "Maximum",
+        }
+    }
+}
+
+/// CloudWatch comparison operators (the static-threshold ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ComparisonOperator {
+    GreaterThanOrEqualToThreshold,
+    GreaterThanThreshold,
+    LessThanThreshold,
+    LessThanOrEqualToThreshold,
+}
+
+impl ComparisonOperator {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComparisonOperator::GreaterThanOrEqualToThreshold => "GreaterThanOrEqualToThreshold",
+            ComparisonOperator::GreaterThanThreshold => "GreaterThanThreshold",
+            ComparisonOperator::LessThanThreshold => "LessThanThreshold",
+            ComparisonOperator::LessThanOrEqualToThreshold => "LessThanOrEqualToThreshold",
+        }
+    }
+
+    /// The operator as a symbol, for labels (`>`, `>=`, `<`, `<=`).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ComparisonOperator::GreaterThanOrEqualToThreshold => ">=",
+            ComparisonOperator::GreaterThanThreshold => ">",
+            ComparisonOperator::LessThanThreshold => "<",
+            ComparisonOperator::LessThanOrEqualToThreshold => "<=",
+        }
+    }
+}
+
+/// How an alarm treats missing datapoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TreatMissingData {
+    Missing,
+    NotBreaching,
+    Breaching,
+    Ignore,
+}
+
+impl TreatMissingData {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreatMissingData::Missing => "missing",
+            TreatMissingData::NotBreaching => "notBreaching",
+            TreatMissingData::Breaching => "breaching",
+            TreatMissingData::Ignore => "ignore",
+        }
+    }
+}
+
+/// Where alarms send notifications: every alarm without its own `alarm_actions`
+/// (and the heartbeat alarm) notifies this topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notifications {
+    /// Use an existing topic.
+    TopicArn(String),
+    /// Create the topic (if missing) and, with `email`, an email subscription.
+    CreateTopic { name: String, email: Option<String> },
+}
+
+/// The heartbeat alarm: fires when a host stops publishing the heartbeat metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatConfig {
+    /// Whether `bootstrap` puts the alarm (false when `metrics.heartbeat_metric` is off).
+    pub alarm: bool,
+    pub alarm_name: String,
+    /// How many consecutive minutes without a heartbeat fire the alarm.
+    pub missing_minutes: i32,
+}
+
+/// Fewest silent minutes the heartbeat alarm may fire on: the newest minute is
+/// always still missing when CloudWatch evaluates (it is published after the
+/// minute ends plus `grace_seconds`), so 1 or 2 would fire on a healthy host.
+pub(crate) const MIN_HEARTBEAT_MISSING_MINUTES: i64 = 3;
+/// Default silent minutes before the heartbeat alarm fires.
+pub(crate) const DEFAULT_HEARTBEAT_MISSING_MINUTES: i32 = 5;
+
+impl HeartbeatConfig {
+    /// The heartbeat alarm, or `None` when it is off.
+    ///
+    /// It watches the `SampleCount` of the heartbeat metric, which is 1 for
+    /// every minute the daemon published (even when it read no line), so only
+    /// missing minutes breach: `LessThanThreshold 1` with missing data treated
+    /// as breaching, `missing_minutes` out of `missing_minutes` minutes.
+    pub fn to_alarm(&self, metrics: &MetricsConfig) -> Option<Alarm> {
+        let metric = metrics.heartbeat_metric.as_ref().filter(|_| self.alarm)?;
+        Some(Alarm {
+            alarm_name: self.alarm_name.clone(),
+            alarm_description: Some(format!(
+                "sshwatch: no `{metric}` heartbeat in `{}` for {} minutes: the daemon is down, stuck or cannot reach CloudWatch",
+                metrics.namespace, self.missing_minutes
+            )),
+            metric_name: metric.clone(),
+            metric_namespace: metrics.namespace.clone(),
+            statistic: Statistic::SampleCount,
+            period: 60,
+            evaluation_periods: self.missing_minutes,
+            datapoints_to_alarm: self.missing_minutes,
+            threshold: 1.0,
+            comparison_operator: ComparisonOperator::LessThanThreshold,
+            treat_missing_data: TreatMissingData::Breaching,
+            alarm_actions: Vec::new(),
+        })
+    }
+}
+
+/// The CloudWatch dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    pub dashboard_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlarm {
+    alarm_name: Spanned<String>,
+    alarm_description: Option<Spanned<String>>,
+    metric_name: Spanned<String>,
+    metric_namespace: Option<Spanned<String>>,
+    statistic: Option<Statistic>,
+    period: Option<Spanned<i64>>,
+    evaluation_periods: Option<Spanned<i64>>,
+    datapoints_to_alarm: Option<Spanned<i64>>,
+    threshold: Option<Spanned<f64>>,
+    comparison_operator: Option<ComparisonOperator>,
+    treat_missing_data: Option<TreatMissingData>,
+    alarm_actions: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotifications {
+    sns_topic_arn: Option<Spanned<String>>,
+    sns_topic_name: Option<Spanned<String>>,
+    email: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeartbeat {
+    alarm: Option<Spanned<bool>>,
+    alarm_name: Option<Spanned<String>>,
+    missing_minutes: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDashboard {
+    enabled: Option<bool>,
+    dashboard_name: Option<Spanned<String>>,
+}
+
+/// The seed's three alarms: `(alarm_name, metric_name)`.
+pub(crate) const SEED_ALARMS: [(&str, &str); 3] = [
+    ("FailedPasswordMetricsAlarm", "FailedPasswordMetrics"),
+    ("InvalidUserMetricsAlarm", "InvalidUserMetrics"),
+    ("ClosedConnectionMetricsAlarm", "ClosedConnectionMetrics"),
+];
+
+/// CloudWatch's limit on `Period × EvaluationPeriods` (one day).
+const MAX_EVALUATION_SECONDS: i64 = 86_400;
+/// CloudWatch's limit on actions per alarm state.
+const MAX_ACTIONS: usize = 5;
+/// CloudWatch's limit on alarm names and descriptions.
+const MAX_ALARM_NAME: usize = 255;
+const MAX_ALARM_DESCRIPTION: usize = 1024;
+
+pub(crate) fn check_notifications(
+    raw: Option<RawNotifications>,
+    site: &ErrorSite<'_>,
+) -> Result<Option<Notifications>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match (raw.sns_topic_arn, raw.sns_topic_name) {
+        (Some(arn), None) => {
+            if let Some(email) = &raw.email {
+                return Err(site.error(
+                    "notifications.email",
+                    Some(email.span()),
+                    "`email` needs `sns_topic_name` (sshwatch subscribes it to the topic it creates)",
+                ));
+            }
+            let v = arn.get_ref();
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
+                return Err(site.error(
+                    "notifications.sns_topic_arn",
+                    Some(arn.span()),
+                    format!("`{v}` is not an SNS topic ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`)"),
+                ));
+            }
+            Ok(Some(Notifications::TopicArn(arn.into_inner())))
+        }
+        (None, Some(name)) => {
+            let n = name.get_ref();
+            if !valid_topic_name(n) {
+                return Err(site.error(
+                    "notifications.sns_topic_name",
+                    Some(name.span()),
+                    format!("`{n}` must be 1 to 256 characters of `[A-Za-z0-9_-]`"),
+                ));
+            }
+            let email = match raw.email {
+                Some(e) if !valid_email(e.get_ref()) => {
+                    return Err(site.error(
+                        "notifications.email",
+                        Some(e.span()),
+                        format!("`{}` is not an email address", e.get_ref()),
+                    ));
+                }
+                Some(e) => Some(e.into_inner()),
+                None => None,
+            };
+            Ok(Some(Notifications::CreateTopic { name: n.clone(), email }))
+        }
+        (Some(arn), Some(_)) => Err(site.error(
+            "notifications.sns_topic_arn",
+            Some(arn.span()),
+            "give either `sns_topic_arn` or `sns_topic_name`, not both",
+        )),
+        (None, None) => Err(site.error(
+            "notifications.sns_topic_arn",
+            None,
+            "missing topic: `[notifications]` needs `sns_topic_arn` (an existing topic), or `sns_topic_name` (and optionally `email`) for a topic sshwatch creates",
+        )),
+    }
+}
+
+fn valid_topic_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 256
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+fn check_range(
+    v: &Spanned<i64>,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+    message: &str,
+    site: &ErrorSite<'_>,
+) -> Result<i32, ConfigError> {
+    let n = *v.get_ref();
+    if !range.contains(&n) {
+        return Err(site.error(key, Some(v.span()), format!("{n}: {message}")));
+    }
+    // The ranges checked here all fit in an i32.
+    Ok(n as i32)
+}
+
+pub(crate) fn check_alarms(
+    raw: Option<Vec<RawAlarm>>,
+    filters: &[MetricFilter],
+    _notifications: Option<&Notifications>,
+    site: &ErrorSite<'_>,
+) -> Result<Vec<Alarm>, ConfigError> {
+    let namespace_of = |metric: &str| {
+        filters
+            .iter()
+            .find(|f| f.metric_name == metric)
+            .map(|f| f.metric_namespace.clone())
+    };
+    let Some(raw) = raw else {
+        // The seed's alarms, for those of its metrics the configured filters publish.
+        return Ok(SEED_ALARMS
+            .iter()
+            .filter_map(|(alarm, metric)| Some(seed_alarm(alarm, metric, namespace_of(metric)?)))
+            .collect());
+    };
+    let mut out: Vec<Alarm> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("alarms[{i}].{field}");
+        let name = r.alarm_name.get_ref().clone();
+        if name.is_empty() || name.len() > MAX_ALARM_NAME || name.chars().any(char::is_control) {
+            return Err(site.error(
+                key("alarm_name"),
+                Some(r.alarm_name.span()),
+                format!("`{name}` must be 1 to {MAX_ALARM_NAME} printable characters"),
+            ));
+        }
+        if out.iter().any(|a| a.alarm_name == name) {
+            return Err(site.error(
+                key("alarm_name"),
+                Some(r.alarm_name.span()),
+                format!("duplicate alarm name `{name}`"),
+            ));
+        }
+        let alarm_description = match r.alarm_description {
+            Some(d) if d.get_ref().len() > MAX_ALARM_DESCRIPTION => {
+                return Err(site.error(
+                    key("alarm_description"),
+                    Some(d.span()),
+                    format!("must be at most {MAX_ALARM_DESCRIPTION} characters"),
+                ));
+            }
+            Some(d) if d.get_ref().is_empty() => None,
+            Some(d) => Some(d.into_inner()),
+            None => None,
+        };
+        let metric_name = r.metric_name.get_ref().clone();
+        if metric_name.is_empty() || metric_name.len() > 255 {
+            return Err(site.error(
+                key("metric_name"),
+                Some(r.metric_name.span()),
+                format!("`{metric_name}` must be 1 to 255 characters"),
+            ));
+        }
+        let metric_namespace = match r.metric_namespace {
+            Some(ns) if ns.get_ref().is_empty() || ns.get_ref().len() > 255 => {
+                return Err(site.error(
+                    key("metric_namespace"),
+                    Some(ns.span()),
+                    format!("`{}` must be 1 to 255 characters", ns.get_ref()),
+                ));
+            }
+            Some(ns) => ns.into_inner(),
+            None => namespace_of(&metric_name).ok_or_else(|| {
+                site.error(
+                    key("metric_namespace"),
+                    Some(r.metric_name.span()),
+                    format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
+                )
+            })?,
+        };
+        let period = match &r.period {
+            None => 60,
+            Some(p) if *p.get_ref() % 60 != 0 => {
+                return Err(site.error(
+                    key("period"),
+                    Some(p.span()),
+                    format!(
+                        "{} is not a multiple of 60 (the metrics are published per minute)",
+                        p.get_ref()
+                    ),
+                ));
+            }
+            Some(p) => check_range(
+                p,
+                &key("period"),
+                60..=MAX_EVALUATION_SECONDS,
+                "must be a multiple of 60 between 60 and 86400",
+                site,
+            )?,
+        };
+        let evaluation_periods = match &r.evaluation_periods {
+            None => 1,
+            Some(e) => check_range(
+                e,
+                &key("evaluation_periods"),
+                1..=MAX_EVALUATION_SECONDS / i64::from(period),
+                "must be at least 1, with period × evaluation_periods at most 86400",
+                site,
+            )?,
+        };
+        let datapoints_to_alarm = match &r.datapoints_to_alarm {
+            None => evaluation_periods,
+            Some(d) => check_range(
+                d,
+                &key("datapoints_to_alarm"),
+                1..=i64::from(evaluation_periods),
+                "must be between 1 and `evaluation_periods`",
+                site,
+            )?,
+        };
+        let threshold = match r.threshold {
+            None => 5.0,
+            Some(t) if !t.get_ref().is_finite() => {
+                return Err(site.error(
+                    key("threshold"),
+                    Some(t.span()),
+                    "must be a finite number",
+                ));
+            }
+            Some(t) => *t.get_ref(),
+        };
+        let mut alarm_actions = Vec::new();
+        if let Some(actions) = r.alarm_actions {
+            let span = actions.span();
+            for a in actions.into_inner() {
+                if !a.get_ref().starts_with("arn:") || a.get_ref().split(':').count() < 6 {
+                    return Err(site.error(
+                        key("alarm_actions"),
+                        Some(a.span()),
+                        format!("`{}` is not an ARN", a.get_ref()),
+                    ));
+                }
+                if alarm_actions.contains(a.get_ref()) {
+                    return Err(site.error(
+                        key("alarm_actions"),
+                        Some(a.span()),
+                        format!("`{}` is listed twice", a.get_ref()),
+                    ));
+                }
+                alarm_actions.push(a.into_inner());
+            }
+            if alarm_actions.len() > MAX_ACTIONS {
+                return Err(site.error(
+                    key("alarm_actions"),
+                    Some(span),
+                    format!("at most {MAX_ACTIONS} actions (CloudWatch's limit)"),
+                ));
+            }
+        }
+        out.push(Alarm {
+            alarm_name: name,
+            alarm_description,
+            metric_name,
+            metric_namespace,
+            statistic: r.statistic.unwrap_or(Statistic::Sum),
+            period,
+            evaluation_periods,
+            datapoints_to_alarm,
+            threshold,
+            comparison_operator: r
+                .comparison_operator
+                .unwrap_or(ComparisonOperator::GreaterThanThreshold),
+            treat_missing_data: r.treat_missing_data.unwrap_or(TreatMissingData::Missing),
+            alarm_actions,
+        });
+    }
+    Ok(out)
+}
+
+fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
+    Alarm {
+        alarm_name: alarm.to_string(),
+        alarm_description: None,
+        metric_name: metric.to_string(),
+        metric_namespace: namespace,
+        statistic: Statistic::Sum,
+        period: 60,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 5.0,
+        comparison_operator: ComparisonOperator::GreaterThanThreshold,
+        treat_missing_data: TreatMissingData::Missing,
+        alarm_actions: Vec::new(),
+    }
+}
+
+pub(crate) fn check_heartbeat(
+    raw: RawHeartbeat,
+    metrics: &MetricsConfig,
+    site: &ErrorSite<'_>,
+) -> Result<HeartbeatConfig, ConfigError> {
+    let alarm_name = match raw.alarm_name {
+        Some(n)
+            if n.get_ref().is_empty()
+                || n.get_ref().len() > MAX_ALARM_NAME
+                || n.get_ref().chars().any(char::is_control) =>
+        {
+            return Err(site.error(
+                "heartbeat.alarm_name",
+                Some(n.span()),
+                format!(
+                    "`{}` must be 1 to {MAX_ALARM_NAME} printable characters",
+                    n.get_ref()
+                ),
+            ));
+        }
+        Some(n) => n.into_inner(),
+        None => "SSHWatchHeartbeatAlarm".to_string(),
+    };
+    let missing_minutes = match &raw.missing_minutes {
+        None => DEFAULT_HEARTBEAT_MISSING_MINUTES,
+        Some(m) => check_range(
+            m,
+            "heartbeat.missing_minutes",
+            MIN_HEARTBEAT_MISSING_MINUTES..=MAX_EVALUATION_SECONDS / 60,
+            "must be between 3 and 1440 (the newest minute is always still missing when CloudWatch evaluates)",
+            site,
+        )?,
+    };
+    // An alarm on a heartbeat nobody publishes would always be in ALARM.
+    let alarm = match raw.alarm {
+        Some(a) if *a.get_ref() && metrics.heartbeat_metric.is_none() => {
+            return Err(site.error(
+                "heartbeat.alarm",
+                Some(a.span()),
+                "needs a heartbeat: `metrics.heartbeat_metric` is off (\"\"); set `alarm = false` or name the metric",
+            ));
+        }
+        Some(a) => *a.get_ref(),
+        None => metrics.heartbeat_metric.is_some(),
+    };
+    Ok(HeartbeatConfig {
+        alarm,
+        alarm_name,
+        missing_minutes,
+    })
+}
+
+pub(crate) fn check_dashboard(
+    raw: RawDashboard,
+    site: &ErrorSite<'_>,
+) -> Result<DashboardConfig, ConfigError> {
+    let dashboard_name = match raw.dashboard_name {
+        Some(n) => {
+            let v = n.get_ref();
+            let ok = !v.is_empty()
+                && v.len() <= 255
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(site.error(
+                    "dashboard.dashboard_name",
+                    Some(n.span()),
+                    format!("`{v}` must be 1 to 255 characters of `[A-Za-z0-9_-]`"),
+                ));
+            }
+            v.clone()
+        }
+        None => "sshwatch".to_string(),
+    };
+    Ok(DashboardConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        dashboard_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ComparisonOperator, Config, ConfigError, Notifications, TreatMissingData};
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_toml_str(text, None).expect_err("config must be rejected")
+    }
+
+    #[test]
+    fn defaults_are_the_seed_alarms_and_a_heartbeat() {
+        let c = Config::defaults();
+        let names: Vec<&str> = c.alarms.iter().map(|a| a.alarm_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "FailedPasswordMetricsAlarm",
+                "InvalidUserMetricsAlarm",
+                "ClosedConnectionMetricsAlarm"
+            ]
+        );
+        for a in &c.alarms {
+            assert_eq!(
+                (a.period, a.evaluation_periods, a.datapoints_to_alarm),
+                (60, 1, 1)
+            );
+            assert_eq!(a.threshold, 5.0);
+            assert_eq!(
+                a.comparison_operator,
+                ComparisonOperator::GreaterThanThreshold
+            );
+            assert_eq!(a.treat_missing_data, TreatMissingData::Missing);
+            assert_eq!(a.metric_namespace, "SSH");
+        }
+        let hb = c
+            .heartbeat
+            .to_alarm(&c.metrics)
+            .expect("heartbeat alarm on by default");
+        assert_eq!(hb.metric_name, "LinesRead");
+        assert_eq!(hb.treat_missing_data, TreatMissingData::Breaching);
+        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (5, 5));
+        assert!(c.dashboard.enabled);
+    }
+
+    #[test]
+    fn alarm_actions_default_to_the_topic() {
+        let c = Config::from_toml_str(
+            "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n\
+             [[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             [[alarms]]\nalarm_name = \"B\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             alarm_actions = [\"arn:aws:sns:us-east-1:123456789012:other\"]\n",
+            None,
+        )
+        .expect("valid");
+        let Some(Notifications::TopicArn(topic)) = &c.notifications else {
+            panic!("topic arn")
+        };
+        assert_eq!(
+            c.alarms[0].actions(Some(topic)),
+            std::slice::from_ref(topic)
+        );
+        assert_eq!(
+            c.alarms[1].actions(Some(topic)),
+            ["arn:aws:sns:us-east-1:123456789012:other"]
+        );
+        assert!(c.alarms[0].actions(None).is_empty());
+    }
+
+    #[test]
+    fn bad_alarm_values_name_their_key() {
+        let base = "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n";
+        let cases = [
+            (
+                "comparison_operator = \"Bigger\"\n",
+                "alarms[0].comparison_operator",
+                4,
+            ),
+            ("period = 90\n", "alarms[0].period", 4),
+            ("period = 0\n", "alarms[0].period", 4),
+            (
+                "evaluation_periods = 2000\n",
+                "alarms[0].evaluation_periods",
+                4,
+            ),
+            (
+                "evaluation_periods = 2\ndatapoints_to_alarm = 3\n",
+                "alarms[0].datapoints_to_alarm",
+                5,
+            ),
+            ("statistic = \"p99\"\n", "alarms[0].statistic", 4),
+            (
+                "treat_missing_data = \"Missing\"\n",
+                "alarms[0].treat_missing_data",
+                4,
+            ),
+            (
+                "alarm_actions = [\"topic\"]\n",
+                "alarms[0].alarm_actions",
+                4,
+            ),
+        ];
+        for (extra, key, line) in cases {
+            let e = err(&format!("{base}{extra}"));
+            assert_eq!(e.key, key, "{extra}: {e}");
+            assert_eq!(e.line, Some(line), "{extra}: {e}");
+        }
+        let e = err("[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"Nope\"\n");
+        assert_eq!(e.key, "alarms[0].metric_namespace");
+    }
+
+    #[test]
+    fn notifications_need_a_topic() {
+        let e = err("[notifications]\nemail = \"ops@example.com\"\n");
+        assert_eq!(e.key, "notifications.sns_topic_arn");
+        assert!(e.message.contains("sns_topic_name"), "{e}");
+        let e = err(
+            "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\nemail = \"a@b.c\"\n",
+        );
+        assert_eq!(e.key, "notifications.email");
+        let e = err("[notifications]\nsns_topic_arn = \"arn:aws:sqs:us-east-1:1:t\"\n");
+        assert_eq!(e.key, "notifications.sns_topic_arn");
+        let e = err("[notifications]\nsns_topic_name = \"t\"\nemail = \"nobody\"\n");
+        assert_eq!(e.key, "notifications.email");
+        let c = Config::from_toml_str(
+            "[notifications]\nsns_topic_name = \"t\"\nemail = \"a@b.c\"\n",
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.notifications,
+            Some(Notifications::CreateTopic {
+                name: "t".into(),
+                email: Some("a@b.c".into())
+            })
+        );
+    }
+
+    #[test]
+    fn heartbeat_alarm_follows_the_heartbeat_metric() {
+        let c = Config::from_toml_str("[metrics]\nheartbeat_metric = \"\"\n", None).expect("valid");
+        assert!(!c.heartbeat.alarm);
+        assert!(c.heartbeat.to_alarm(&c.metrics).is_none());
+        let e = err("[metrics]\nheartbeat_metric = \"\"\n[heartbeat]\nalarm = true\n");
+        assert_eq!(e.key, "heartbeat.alarm");
+        let e = err("[heartbeat]\nmissing_minutes = 1\n");
+        assert_eq!(e.key, "heartbeat.missing_minutes");
+        let c = Config::from_toml_str(
+            "[metrics]\nheartbeat_metric = \"Beat\"\nnamespace = \"Ops\"\n[heartbeat]\nmissing_minutes = 10\n",
+            None,
+        )
+        .expect("valid");
+        let hb = c.heartbeat.to_alarm(&c.metrics).expect("on");
+        assert_eq!(
+            (hb.metric_namespace.as_str(), hb.metric_name.as_str()),
+            ("Ops", "Beat")
+        );
+        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (10, 10));
+    }
+}

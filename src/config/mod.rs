@@ -1,0 +1,195 @@
+//! The configuration file: raw TOML (serde, `deny_unknown_fields`) checked once into [`Config`].
+//!
+//! Only this module reads the configuration file. Every error names the key
+//! and, when the file has it, the line, and maps to exit status 78 (`EX_CONFIG`).
+
+mod alarms;
+mod daemon;
+mod filters;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use self::alarms::{
+    Alarm, ComparisonOperator, DashboardConfig, HeartbeatConfig, Notifications, Statistic,
+    TreatMissingData,
+};
+pub use self::daemon::{
+    AwsConfig, DetectorConfig, LogGroupClass, LogsConfig, MetricsConfig, SourceConfig,
+    StartPosition,
+};
+pub use self::filters::{
+    DEFAULT_NAMESPACE, MetricFilter, MetricValue, SEED_FILTERS, default_metric_filters,
+};
+
+/// Exit status for configuration errors (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// A checked configuration: every value validated, every pattern compiled.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was loaded from (`None` = built-in defaults).
+    pub path: Option<PathBuf>,
+    pub source: SourceConfig,
+    pub aws: AwsConfig,
+    pub logs: LogsConfig,
+    pub metrics: MetricsConfig,
+    pub detector: DetectorConfig,
+    pub metric_filters: Vec<MetricFilter>,
+    pub alarms: Vec<Alarm>,
+    pub notifications: Option<Notifications>,
+    pub heartbeat: HeartbeatConfig,
+    pub dashboard: DashboardConfig,
+}
+
+/// A configuration error: which file, which key, which line, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: Option<PathBuf>,
+    /// Dotted key path, e.g. `metric_filters[1].filter_pattern`.
+    pub key: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("config error")?;
+        if let Some(path) = &self.path {
+            write!(f, " in {}", path.display())?;
+        }
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds [`ConfigError`]s for one file: turns byte spans into line numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorSite<'a> {
+    path: Option<&'a Path>,
+    text: &'a str,
+}
+
+impl ErrorSite<'_> {
+    /// An error about `key`, located at the byte `span` of the file (if known).
+    pub(crate) fn error(
+        &self,
+        key: impl Into<String>,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let line = span.map(|s| line_of(self.text, s.start));
+        ConfigError {
+            path: self.path.map(Path::to_path_buf),
+            key: key.into(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The raw file, as serde reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    source: daemon::RawSource,
+    #[serde(default)]
+    aws: daemon::RawAws,
+    #[serde(default)]
+    logs: daemon::RawLogs,
+    #[serde(default)]
+    metrics: daemon::RawMetrics,
+    #[serde(default)]
+    detector: daemon::RawDetector,
+    metric_filters: Option<Vec<filters::RawMetricFilter>>,
+    alarms: Option<Vec<alarms::RawAlarm>>,
+    notifications: Option<alarms::RawNotifications>,
+    #[serde(default)]
+    heartbeat: alarms::RawHeartbeat,
+    #[serde(default)]
+    dashboard: alarms::RawDashboard,
+}
+
+impl Config {
+    /// The built-in defaults: the seed setup.
+    pub fn defaults() -> Config {
+        // The empty document is valid by construction; a failure here is a bug
+        // in the defaults themselves, caught by the tests.
+        Config::from_toml_str("", None).unwrap_or_else(|e| panic!("built-in defaults: {e}"))
+    }
+
+    /// Loads `path`. When `missing_ok` and the file does not exist, returns the defaults.
+    pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml_str(&text, Some(path)),
+            Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::defaults())
+            }
+            Err(e) => Err(ConfigError {
+                path: Some(path.to_path_buf()),
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the file: {e}"),
+            }),
+        }
+    }
+
+    /// Parses and checks a configuration document.
+    pub fn from_toml_str(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let site = ErrorSite { path, text };
+        let deserializer = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let key = if key == "." { String::new() } else { key };
+            site.error(key, inner.span(), inner.message().trim().to_string())
+        })?;
+
+        let source = daemon::check_source(raw.source, &site)?;
+        let aws = daemon::check_aws(raw.aws, &site)?;
+        let logs = daemon::check_logs(raw.logs, &site)?;
+        let metrics = daemon::check_metrics(raw.metrics, &site)?;
+        let detector = daemon::check_detector(raw.detector, &site)?;
+        let metric_filters = filters::check_metric_filters(raw.metric_filters, &site)?;
+        let notifications = alarms::check_notifications(raw.notifications, &site)?;
+        let alarms =
+            alarms::check_alarms(raw.alarms, &metric_filters, notifications.as_ref(), &site)?;
+        let heartbeat = alarms::check_heartbeat(raw.heartbeat, &metrics, &site)?;
+        let dashboard = alarms::check_dashboard(raw.dashboard, &site)?;
+
+        Ok(Config {
+            path: path.map(Path::to_path_buf),
+            source,
+            aws,
+            logs,
+            metrics,
+            detector,
+            metric_filters,
+            alarms,
+            notifications,
+            heartbeat,
+            dashboard,
+        })
+    }
+}

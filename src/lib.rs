@@ -1,0 +1,43 @@
+//! sshwatch: follow the SSH auth log, classify each line with CloudWatch-exact
+//! filter patterns, ship the lines to CloudWatch Logs and publish per-minute counts.
+//!
+//! # Layout
+//!
+//! ```text
+//! source (tail file / journal) ─▶ classify (filter patterns) ─┬─▶ sink::logs    ─▶ PutLogEvents
+//!                                                             └─▶ counter ─▶ sink::metrics ─▶ PutMetricData
+//! config ─▶ daemon wires it all · health talks to systemd · bootstrap creates alarms
+//! ```
+//!
+//! - [`pattern`]: the CloudWatch filter-pattern language; pure and total.
+//! - [`classify`]: all configured patterns compiled together.
+//! - [`config`]: the TOML file, checked once into [`config::Config`].
+//! - [`offline`]: `test-pattern` and `classify`.
+//! - [`daemon`]: `run`, the long-running service.
+//! - [`bootstrap`], [`iam`], [`verify`]: the AWS-side setup and checks.
+//! - [`init`], [`replay`]: format detection and backfill.
+//! - [`aws`]: the only place that builds the SDK configuration.
+//! - [`app`], [`cli`], [`logging`], [`assets`]: the command-line glue.
+
+pub mod app;
+pub mod assets;
+pub mod aws;
+pub mod bootstrap;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod counter;
+pub mod daemon;
+pub mod detector;
+pub mod format;
+pub mod health;
+pub mod iam;
+pub mod init;
+pub mod logging;
+pub mod offline;
+pub mod pattern;
+pub mod repeat;
+pub mod replay;
+pub mod sink;
+pub mod source;
+pub mod verify;

@@ -1,0 +1,212 @@
+//! The offline commands: `test-pattern` (AWS's TestMetricFilter, locally) and `classify`.
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde_json::{Map, Value, json};
+
+use crate::classify::{Classifier, Scratch};
+use crate::cli::TestPatternArgs;
+use crate::config::Config;
+use crate::pattern::FilterPattern;
+
+/// `sshwatch test-pattern`: prints `{"matches":[…]}` exactly as
+/// `aws logs test-metric-filter` does (1-based event numbers, matching events only).
+pub fn test_pattern(
+    args: &TestPatternArgs,
+    stdin: impl BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let pattern = FilterPattern::parse(&args.filter_pattern)?;
+    let messages: Vec<String> = if args.log_event_messages.is_empty() {
+        read_messages(stdin)?
+    } else {
+        args.log_event_messages.clone()
+    };
+    let report = test_messages(&pattern, &messages);
+    serde_json::to_writer_pretty(&mut *out, &report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The TestMetricFilter response for `messages`.
+pub fn test_messages(pattern: &FilterPattern, messages: &[String]) -> Value {
+    let matches: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, message)| {
+            let extracted = pattern.extract(message)?;
+            let values: Map<String, Value> = extracted
+                .values
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            Some(json!({
+                "eventNumber": i + 1,
+                "eventMessage": message,
+                "extractedValues": values,
+            }))
+        })
+        .collect();
+    json!({ "matches": matches })
+}
+
+/// One message per line of `input` (terminators stripped, invalid UTF-8 decoded lossily).
+fn read_messages(mut input: impl BufRead) -> anyhow::Result<Vec<String>> {
+    let mut messages = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .context("cannot read stdin")?
+            == 0
+        {
+            break;
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = crate::classify::strip_cr(line);
+        messages.push(String::from_utf8_lossy(line).into_owned());
+    }
+    Ok(messages)
+}
+
+/// Read size of `classify`: big enough for the literal search to run at memory speed.
+const CLASSIFY_CHUNK: usize = 4 << 20;
+
+/// Per-metric totals of a classification run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub lines: u64,
+    /// `(metric_name, sum of values)` in the order the filters first name them.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// Streams `reader` through the classifier, chunk by chunk, splitting only at newlines.
+pub fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result<Totals> {
+    let classifier = Classifier::new(&config.metric_filters);
+    let mut metric_names: Vec<String> = Vec::new();
+    let slot_of: Vec<usize> = config
+        .metric_filters
+        .iter()
+        .map(
+            |f| match metric_names.iter().position(|m| *m == f.metric_name) {
+                Some(i) => i,
+                None => {
+                    metric_names.push(f.metric_name.clone());
+                    metric_names.len() - 1
+                }
+            },
+        )
+        .collect();
+    let mut sums = vec![0.0f64; metric_names.len()];
+    let mut scratch = Scratch::default();
+    let mut lines = 0u64;
+    let mut buf = vec![0u8; CLASSIFY_CHUNK];
+    let mut filled = 0usize;
+    loop {
+        if filled == buf.len() {
+            // A single line longer than the buffer: grow rather than split it.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = reader
+            .read(&mut buf[filled..])
+            .context("cannot read input")?;
+        let eof = n == 0;
+        filled += n;
+        let cut = if eof {
+            filled
+        } else {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
+                Some(i) => i + 1,
+                None => continue,
+            }
+        };
+        let add = |i: usize, v: Option<f64>| {
+            if let Some(v) = v {
+                sums[slot_of[i]] += v;
+            }
+        };
+        lines += if config.source.expand_repeated {
+            // The bulk literal path would count a repeat line once: go line by line.
+            count_lines_expanded(&classifier, &buf[..cut], &mut scratch, add)
+        } else {
+            classifier.count_buffer(&buf[..cut], &mut scratch, add)
+        };
+        buf.copy_within(cut..filled, 0);
+        filled -= cut;
+        if eof {
+            break;
+        }
+    }
+    Ok(Totals {
+        lines,
+        metrics: metric_names.into_iter().zip(sums).collect(),
+    })
+}
+
+/// [`Classifier::count_buffer`] with rsyslog repeat lines expanded ([`Classifier::classify_expanded`]).
+fn count_lines_expanded(
+    classifier: &Classifier,
+    buf: &[u8],
+    scratch: &mut Scratch,
+    mut on_match: impl FnMut(usize, Option<f64>),
+) -> u64 {
+    if buf.is_empty() {
+        return 0;
+    }
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let mut lines = 0u64;
+    for line in body.split(|&b| b == b'\n') {
+        lines += 1;
+        let line = crate::classify::strip_cr(line);
+        if !line.is_empty() {
+            classifier.classify_expanded(line, scratch, true, &mut on_match);
+        }
+    }
+    lines
+}
+
+/// `sshwatch classify`: prints `{"lines": N, "metrics": {"InvalidUserMetrics": n, …}}`.
+pub fn classify(config: &Config, files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut total = Totals::default();
+    if files.is_empty() {
+        total = classify_reader(config, std::io::stdin().lock())?;
+    } else {
+        for path in files {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open `{}`", path.display()))?;
+            let t = classify_reader(config, file)
+                .with_context(|| format!("cannot classify `{}`", path.display()))?;
+            total.lines += t.lines;
+            if total.metrics.is_empty() {
+                total.metrics = t.metrics;
+            } else {
+                for ((_, sum), (_, add)) in total.metrics.iter_mut().zip(t.metrics) {
+                    *sum += add;
+                }
+            }
+        }
+    }
+    let metrics: Map<String, Value> = total
+        .metrics
+        .iter()
+        .map(|(name, v)| (name.clone(), number(*v)))
+        .collect();
+    serde_json::to_writer(
+        &mut *out,
+        &json!({ "lines": total.lines, "metrics": metrics }),
+    )?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A JSON number, integral when the value is (counts print as `3`, not `3.0`).
+pub fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}

@@ -1,0 +1,612 @@
+//! The pure PutLogEvents batcher: turns lines into batches that respect every limit of the API, so a
+//! request is never refused for its shape.
+//!
+//! Limits (see `cloudwatch-api.md` §1), and what the batcher does about each:
+//! - **Batch size** ≤ [`MAX_BATCH_BYTES`], counting the UTF-8 bytes of every message plus
+//!   [`EVENT_OVERHEAD`] per event: a batch is closed before an event would cross it.
+//! - **Event count** ≤ [`MAX_BATCH_EVENTS`]: likewise.
+//! - **Event size**: the current reference says 1 MB, older text 256 KB. The batcher uses the smaller,
+//!   [`MAX_EVENT_BYTES`] = 256 KiB − 26 bytes of message. A longer message is split into pieces on UTF-8
+//!   character boundaries; every piece but the last ends with [`CONTINUED_MARKER`], so removing the
+//!   markers and joining the pieces gives the message back byte for byte. Nothing is dropped or
+//!   truncated. The pieces of a message that fits in one batch are kept in one batch.
+//! - **Empty messages** (CloudWatch requires at least one character) are sent as [`EMPTY_MESSAGE`], a
+//!   single space: the line stays visibly empty, and its position in the stream is kept.
+//! - **Chronological order** within a request (else the whole request fails): a timestamp earlier than
+//!   the previous event's (the clock stepped back) is clamped to the previous one. Batches are
+//!   independent requests, so a new batch starts from its own first timestamp.
+//! - **Span** < 24 h within a batch ([`MAX_SPAN_MS`]): a batch is closed before an event would widen it
+//!   that far (the clock stepped forward).
+//!
+//! Time is driven by the caller: [`LogBatcher::is_due`] says when the open batch has waited
+//! [`FLUSH_AFTER_MS`], so lines reach CloudWatch within about a second.
+
+use tracing::warn;
+
+/// PutLogEvents: most bytes per request, messages plus [`EVENT_OVERHEAD`] per event.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+/// PutLogEvents: bytes counted per event on top of its message.
+pub const EVENT_OVERHEAD: usize = 26;
+/// PutLogEvents: most events per request.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Most message bytes in one event: the older, smaller event limit (256 KiB including the 26 bytes of
+/// overhead), which every CloudWatch region and peer accepts.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024 - EVENT_OVERHEAD;
+/// Appended to every piece of a split message but the last.
+pub const CONTINUED_MARKER: &str = " [sshwatch: line continued]";
+/// What an empty line is sent as.
+pub const EMPTY_MESSAGE: &str = " ";
+/// A batch spans strictly less than 24 hours (first to last timestamp).
+pub const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
+/// The open batch is due this long after its first event was pushed.
+pub const FLUSH_AFTER_MS: i64 = 1000;
+
+/// One log event for PutLogEvents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
+impl LogEvent {
+    /// Bytes this event counts against [`MAX_BATCH_BYTES`].
+    pub fn size(&self) -> usize {
+        self.message.len() + EVENT_OVERHEAD
+    }
+}
+
+/// Bytes `events` count against [`MAX_BATCH_BYTES`].
+pub fn batch_bytes(events: &[LogEvent]) -> usize {
+    events.iter().map(LogEvent::size).sum()
+}
+
+/// Checks `events` against every PutLogEvents limit; the error names the first one broken.
+pub fn check_batch(events: &[LogEvent]) -> Result<(), String> {
+    if events.is_empty() {
+        return Err("a batch needs at least one event".into());
+    }
+    if events.len() > MAX_BATCH_EVENTS {
+        return Err(format!(
+            "{} events, more than {MAX_BATCH_EVENTS}",
+            events.len()
+        ));
+    }
+    let bytes = batch_bytes(events);
+    if bytes > MAX_BATCH_BYTES {
+        return Err(format!("{bytes} bytes, more than {MAX_BATCH_BYTES}"));
+    }
+    for (i, e) in events.iter().enumerate() {
+        if e.message.is_empty() || e.message.len() > MAX_EVENT_BYTES {
+            return Err(format!(
+                "event {i} has {} message bytes, outside 1..={MAX_EVENT_BYTES}",
+                e.message.len()
+            ));
+        }
+    }
+    if let Some(i) = events
+        .windows(2)
+        .position(|w| w[1].timestamp_ms < w[0].timestamp_ms)
+    {
+        return Err(format!("event {} is earlier than event {i}", i + 1));
+    }
+    let span = events[events.len() - 1].timestamp_ms - events[0].timestamp_ms;
+    if span >= MAX_SPAN_MS {
+        return Err(format!("the batch spans {span} ms, 24 h or more"));
+    }
+    Ok(())
+}
+
+/// Splits `message` into event-sized pieces (see the module documentation); one piece when it fits.
+pub fn split_message(message: String) -> Vec<String> {
+    if message.is_empty() {
+        return vec![EMPTY_MESSAGE.to_owned()];
+    }
+    if message.len() <= MAX_EVENT_BYTES {
+        return vec![message];
+    }
+    let room = MAX_EVENT_BYTES - CONTINUED_MARKER.len();
+    let mut pieces = Vec::with_capacity(message.len() / room + 1);
+    let mut rest = message.as_str();
+    while rest.len() > MAX_EVENT_BYTES {
+        let mut cut = room;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut piece = String::with_capacity(cut + CONTINUED_MARKER.len());
+        piece.push_str(&rest[..cut]);
+        piece.push_str(CONTINUED_MARKER);
+        pieces.push(piece);
+        rest = &rest[cut..];
+    }
+    pieces.push(rest.to_owned());
+    pieces
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct LogBatcher {
+    events: Vec<LogEvent>,
+    /// Bytes of `events`, overhead included.
+    bytes: usize,
+    /// The timestamp the open batch's first event was pushed with (before clamping), for [`Self::is_due`].
+    opened_ms: i64,
+    /// A timestamp of the open batch was clamped (logged once per batch).
+    clamped_in_batch: bool,
+    clamped: u64,
+    split: u64,
+    empty: u64,
+}
+
+impl LogBatcher {
+    pub fn new() -> LogBatcher {
+        LogBatcher::default()
+    }
+
+    /// Adds an event; returns the batches it completed, in order (usually none, else one).
+    ///
+    /// A returned batch never holds part of `event` unless `event`'s pieces need more than one batch by
+    /// themselves (a message of about 1 MiB or more): then the batch holding what came before is
+    /// returned first, followed by full batches of `event`'s pieces, and its last pieces stay open.
+    pub fn push(&mut self, event: LogEvent) -> Vec<Vec<LogEvent>> {
+        let LogEvent {
+            timestamp_ms,
+            message,
+        } = event;
+        let mut out = Vec::new();
+        // The common case: one piece, no allocation beyond the event itself.
+        if !message.is_empty() && message.len() <= MAX_EVENT_BYTES {
+            let size = message.len() + EVENT_OVERHEAD;
+            if !self.events.is_empty() && !self.room_for(size, 1, timestamp_ms) {
+                out.extend(self.take());
+            }
+            self.add(timestamp_ms, message);
+            return out;
+        }
+        if message.is_empty() {
+            self.empty += 1;
+        } else {
+            self.split += 1;
+            warn!(
+                bytes = message.len(),
+                max = MAX_EVENT_BYTES,
+                "a line is longer than a CloudWatch event: sending it in pieces marked `{}`",
+                CONTINUED_MARKER.trim()
+            );
+        }
+        let pieces = split_message(message);
+        let total: usize = pieces.iter().map(|p| p.len() + EVENT_OVERHEAD).sum();
+        if !self.events.is_empty() && !self.room_for(total, pieces.len(), timestamp_ms) {
+            out.extend(self.take());
+        }
+        for piece in pieces {
+            let size = piece.len() + EVENT_OVERHEAD;
+            if !self.events.is_empty() && !self.room_for(size, 1, timestamp_ms) {
+                out.extend(self.take());
+            }
+            self.add(timestamp_ms, piece);
+        }
+        out
+    }
+
+    /// Whether `count` more events of `size` bytes in total, stamped `timestamp_ms`, fit the open batch.
+    fn room_for(&self, size: usize, count: usize, timestamp_ms: i64) -> bool {
+        let first = self.events.first().map_or(timestamp_ms, |e| e.timestamp_ms);
+        self.bytes + size <= MAX_BATCH_BYTES
+            && self.events.len() + count <= MAX_BATCH_EVENTS
+            && timestamp_ms.saturating_sub(first) < MAX_SPAN_MS
+    }
+
+    /// Appends one event-sized piece to the open batch, clamping its timestamp to keep the batch in order.
+    fn add(&mut self, timestamp_ms: i64, message: String) {
+        let timestamp_ms = match self.events.last() {
+            None => {
+                self.opened_ms = timestamp_ms;
+                self.clamped_in_batch = false;
+                timestamp_ms
+            }
+            Some(last) if timestamp_ms < last.timestamp_ms => {
+                self.clamped += 1;
+                if !self.clamped_in_batch {
+                    self.clamped_in_batch = true;
+                    warn!(
+                        timestamp_ms,
+                        previous_ms = last.timestamp_ms,
+                        "the clock went back: stamping lines with the previous time to keep the batch in order"
+                    );
+                }
+                last.timestamp_ms
+            }
+            Some(_) => timestamp_ms,
+        };
+        self.bytes += message.len() + EVENT_OVERHEAD;
+        self.events.push(LogEvent {
+            timestamp_ms,
+            message,
+        });
+    }
+
+    /// Takes the open batch, if it has events.
+    pub fn take(&mut self) -> Option<Vec<LogEvent>> {
+        if self.events.is_empty() {
+            return None;
+        }
+        self.bytes = 0;
+        // Batches usually fill up to the same size; start the next one with room for as many events.
+        let capacity = self.events.len();
+        Some(std::mem::replace(
+            &mut self.events,
+            Vec::with_capacity(capacity),
+        ))
+    }
+
+    /// Whether the open batch should be sent at `now_ms`: it has waited [`FLUSH_AFTER_MS`] since its first
+    /// event, or the clock went back since then.
+    pub fn is_due(&self, now_ms: i64) -> bool {
+        !self.events.is_empty()
+            && (now_ms.saturating_sub(self.opened_ms) >= FLUSH_AFTER_MS || now_ms < self.opened_ms)
+    }
+
+    /// When the open batch becomes due (ms since the epoch), if it has events.
+    pub fn due_at(&self) -> Option<i64> {
+        (!self.events.is_empty()).then(|| self.opened_ms.saturating_add(FLUSH_AFTER_MS))
+    }
+
+    /// Events in the open batch.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Bytes of the open batch, overhead included.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Events whose timestamp was clamped so far.
+    pub fn clamped(&self) -> u64 {
+        self.clamped
+    }
+
+    /// Messages split into pieces so far.
+    pub fn split(&self) -> u64 {
+        self.split
+    }
+
+    /// Empty messages sent as [`EMPTY_MESSAGE`] so far.
+    pub fn empty(&self) -> u64 {
+        self.empty
+    }
+
+    /// Batches `events` in one go: every batch valid, in order.
+    pub fn batch_all(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
+        let mut batcher = LogBatcher::new();
+        let mut out = Vec::new();
+        for e in events {
+            out.extend(batcher.push(e));
+        }
+        out.extend(batcher.take());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_700_000_000_000;
+
+    fn ev(ts: i64, msg: &str) -> LogEvent {
+        LogEvent {
+            timestamp_ms: ts,
+            message: msg.to_owned(),
+        }
+    }
+
+    /// Pushes everything, takes the rest; checks every batch.
+    fn run(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
+        let batches = LogBatcher::batch_all(events);
+        for (i, b) in batches.iter().enumerate() {
+            if let Err(e) = check_batch(b) {
+                panic!("batch {i} invalid: {e}");
+            }
+        }
+        batches
+    }
+
+    fn unmark(pieces: &[String]) -> String {
+        let mut s = String::new();
+        for (i, p) in pieces.iter().enumerate() {
+            if i + 1 < pieces.len() {
+                s.push_str(p.strip_suffix(CONTINUED_MARKER).expect("marked piece"));
+            } else {
+                s.push_str(p);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn small_events_stay_in_one_batch_in_order() {
+        let events: Vec<LogEvent> = (0..100).map(|i| ev(T + i, &format!("line {i}"))).collect();
+        let batches = run(events.clone());
+        assert_eq!(batches, vec![events]);
+    }
+
+    #[test]
+    fn ten_thousand_events_is_the_most_per_batch() {
+        let events: Vec<LogEvent> = (0..25_001).map(|i| ev(T, &format!("{i}"))).collect();
+        let batches = run(events.clone());
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![10_000, 10_000, 5_001]);
+        assert_eq!(batches.concat(), events);
+    }
+
+    #[test]
+    fn bytes_count_the_26_byte_overhead_and_fill_exactly() {
+        // 1,048,576 / (998 + 26) = 1024 events fill a batch to the byte.
+        let msg = "x".repeat(998);
+        let events: Vec<LogEvent> = (0..2049).map(|_| ev(T, &msg)).collect();
+        let batches = run(events);
+        assert_eq!(batches[0].len(), 1024);
+        assert_eq!(batch_bytes(&batches[0]), MAX_BATCH_BYTES);
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [1024, 1024, 1]
+        );
+        // One byte more per message: 1023 per batch.
+        let msg = "x".repeat(999);
+        let batches = run((0..1024).map(|_| ev(T, &msg)).collect());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1023, 1]);
+    }
+
+    #[test]
+    fn multibyte_messages_count_utf8_bytes() {
+        // "é" is 2 bytes: 100,000 of them are 200,000 bytes, 5 such events cross 1 MiB.
+        let msg = "é".repeat(100_000);
+        let batches = run((0..6).map(|_| ev(T, &msg)).collect());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [5, 1]);
+    }
+
+    #[test]
+    fn push_reports_the_batch_before_the_event_that_did_not_fit() {
+        let mut b = LogBatcher::new();
+        let msg = "y".repeat(200_000);
+        for _ in 0..5 {
+            assert!(b.push(ev(T, &msg)).is_empty());
+        }
+        // 5 × (200,000 + 26) bytes: a small event still fits, a sixth big one does not.
+        assert!(b.push(ev(T, "small")).is_empty());
+        let full = b.push(ev(T + 1, &msg));
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].len(), 6);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.take(), Some(vec![ev(T + 1, &msg)]));
+        assert_eq!(b.take(), None);
+        assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn an_over_long_message_is_split_with_markers_and_nothing_lost() {
+        let msg: String = (0..700_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let pieces = split_message(msg.clone());
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT_BYTES));
+        assert_eq!(pieces[0].len(), MAX_EVENT_BYTES);
+        assert!(pieces[0].ends_with(CONTINUED_MARKER) && pieces[1].ends_with(CONTINUED_MARKER));
+        assert!(!pieces[2].ends_with(CONTINUED_MARKER));
+        assert_eq!(unmark(&pieces), msg);
+
+        // Through the batcher: the pieces stay together, in order, with the message's timestamp.
+        let batches = run(vec![ev(T, "before"), ev(T + 1, &msg), ev(T + 2, "after")]);
+        assert_eq!(batches.len(), 1);
+        let texts: Vec<String> = batches[0].iter().map(|e| e.message.clone()).collect();
+        assert_eq!(texts[0], "before");
+        assert_eq!(unmark(&texts[1..4]), msg);
+        assert_eq!(texts[4], "after");
+        assert!(batches[0][1..4].iter().all(|e| e.timestamp_ms == T + 1));
+    }
+
+    #[test]
+    fn a_message_exactly_at_the_limit_is_not_split() {
+        let msg = "z".repeat(MAX_EVENT_BYTES);
+        assert_eq!(split_message(msg.clone()), vec![msg.clone()]);
+        let msg = "z".repeat(MAX_EVENT_BYTES + 1);
+        let pieces = split_message(msg.clone());
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(unmark(&pieces), msg);
+    }
+
+    #[test]
+    fn splits_fall_on_character_boundaries() {
+        // 4-byte characters, with a 1-byte prefix so the natural cut falls inside one.
+        for prefix in ["", "a", "ab", "abc"] {
+            let msg = format!("{prefix}{}", "🦀".repeat(200_000));
+            let pieces = split_message(msg.clone());
+            assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT_BYTES));
+            assert_eq!(unmark(&pieces), msg);
+        }
+    }
+
+    #[test]
+    fn pieces_of_a_message_that_fits_one_batch_are_not_spread_over_two() {
+        // 900 KB of earlier lines; a 600 KB message (3 pieces) goes to the next batch whole.
+        let filler = "f".repeat(100_000);
+        let mut b = LogBatcher::new();
+        for _ in 0..9 {
+            assert!(b.push(ev(T, &filler)).is_empty());
+        }
+        let big = "b".repeat(600_000);
+        let out = b.push(ev(T, &big));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].iter().all(|e| e.message == filler));
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_message_larger_than_a_batch_spans_batches_and_arrives_whole() {
+        // A 3 MiB line (what 1 MiB of invalid UTF-8 becomes once replaced with U+FFFD).
+        let huge = "\u{FFFD}".repeat(1_048_576);
+        let mut b = LogBatcher::new();
+        assert!(b.push(ev(T, "first")).is_empty());
+        let out = b.push(ev(T, &huge));
+        assert!(out.len() >= 3, "{}", out.len());
+        assert_eq!(out[0], vec![ev(T, "first")]);
+        let mut all: Vec<LogEvent> = out.into_iter().skip(1).flatten().collect();
+        all.extend(b.take().unwrap_or_default());
+        let texts: Vec<String> = all.into_iter().map(|e| e.message).collect();
+        assert_eq!(unmark(&texts), huge);
+        for batch in LogBatcher::batch_all(vec![ev(T, &huge)]) {
+            assert_eq!(check_batch(&batch), Ok(()));
+        }
+    }
+
+    #[test]
+    fn empty_messages_become_one_space() {
+        let batches = run(vec![ev(T, "a"), ev(T, ""), ev(T, "b")]);
+        let texts: Vec<&str> = batches[0].iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(texts, ["a", EMPTY_MESSAGE, "b"]);
+        let mut b = LogBatcher::new();
+        let _ = b.push(ev(T, ""));
+        assert_eq!(b.empty(), 1);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_is_clamped_within_a_batch() {
+        let mut b = LogBatcher::new();
+        for (ts, m) in [(T, "a"), (T + 500, "b"), (T - 60_000, "c"), (T + 600, "d")] {
+            assert!(b.push(ev(ts, m)).is_empty());
+        }
+        let batch = b.take().unwrap_or_default();
+        let stamps: Vec<i64> = batch.iter().map(|e| e.timestamp_ms).collect();
+        assert_eq!(stamps, [T, T + 500, T + 500, T + 600]);
+        assert_eq!(b.clamped(), 1);
+        assert_eq!(check_batch(&batch), Ok(()));
+        // A new batch starts from its own first timestamp.
+        let _ = b.push(ev(T - 60_000, "e"));
+        assert_eq!(b.take().map(|v| v[0].timestamp_ms), Some(T - 60_000));
+    }
+
+    #[test]
+    fn a_batch_never_spans_24_hours() {
+        let day = MAX_SPAN_MS;
+        let batches = run(vec![
+            ev(T, "a"),
+            ev(T + day - 1, "b"),
+            ev(T + day, "c"),
+            ev(T + 3 * day, "d"),
+        ]);
+        let texts: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.iter().map(|e| e.message.as_str()).collect())
+            .collect();
+        assert_eq!(texts, vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+    }
+
+    #[test]
+    fn due_after_a_second_or_when_the_clock_went_back() {
+        let mut b = LogBatcher::new();
+        assert!(!b.is_due(T));
+        assert_eq!(b.due_at(), None);
+        let _ = b.push(ev(T, "a"));
+        let _ = b.push(ev(T + 900, "b"));
+        assert!(!b.is_due(T + 999));
+        assert!(b.is_due(T + 1000));
+        assert!(b.is_due(T - 5));
+        assert_eq!(b.due_at(), Some(T + 1000));
+        let _ = b.take();
+        assert!(!b.is_due(T + 5000));
+        // The next batch's clock starts at its own first event.
+        let _ = b.push(ev(T + 5000, "c"));
+        assert!(!b.is_due(T + 5500));
+    }
+
+    #[test]
+    fn check_batch_names_what_is_broken() {
+        assert!(check_batch(&[]).is_err());
+        assert!(
+            check_batch(&[ev(T, "")])
+                .unwrap_err()
+                .contains("message bytes")
+        );
+        assert!(
+            check_batch(&[ev(T, "a"), ev(T - 1, "b")])
+                .unwrap_err()
+                .contains("earlier")
+        );
+        assert!(
+            check_batch(&[ev(T, "a"), ev(T + MAX_SPAN_MS, "b")])
+                .unwrap_err()
+                .contains("spans")
+        );
+        let many: Vec<LogEvent> = (0..10_001).map(|_| ev(T, "a")).collect();
+        assert!(check_batch(&many).unwrap_err().contains("events"));
+        let big = "x".repeat(MAX_EVENT_BYTES);
+        let heavy: Vec<LogEvent> = (0..5).map(|_| ev(T, &big)).collect();
+        assert!(check_batch(&heavy).unwrap_err().contains("bytes"));
+    }
+
+    /// A deterministic pseudo-random mix of sizes, clocks and empties: every batch valid, nothing lost.
+    #[test]
+    fn random_streams_batch_validly_and_losslessly() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..10 {
+            let mut events = Vec::new();
+            let mut ts = T;
+            for _ in 0..rng.usize(1..2000) {
+                ts += match rng.u8(0..20) {
+                    0 => -rng.i64(0..100_000),
+                    1 => rng.i64(0..MAX_SPAN_MS),
+                    _ => rng.i64(0..50),
+                };
+                let msg: String = match rng.u8(0..50) {
+                    // Long: a few 1-byte characters shift where the 2-byte ones fall against the cuts.
+                    0 => {
+                        let head = "a".repeat(rng.usize(0..4));
+                        let body =
+                            "é".repeat(rng.usize(MAX_EVENT_BYTES / 2 - 5..MAX_EVENT_BYTES * 2));
+                        head + &body
+                    }
+                    1 => String::new(),
+                    _ => (0..rng.usize(1..300))
+                        .map(|_| if rng.bool() { 'a' } else { 'é' })
+                        .collect(),
+                };
+                events.push(LogEvent {
+                    timestamp_ms: ts,
+                    message: msg,
+                });
+            }
+            let batches = run(events.clone());
+            // Joining each line's pieces gives back the input messages, in order.
+            let mut got = Vec::new();
+            let mut current = String::new();
+            for e in batches.into_iter().flatten() {
+                // The messages hold only `a` and `é`: a marker can only come from a split.
+                match e.message.strip_suffix(CONTINUED_MARKER) {
+                    Some(head) => current.push_str(head),
+                    None => {
+                        current.push_str(&e.message);
+                        got.push(std::mem::take(&mut current));
+                    }
+                }
+            }
+            let want: Vec<String> = events
+                .into_iter()
+                .map(|e| {
+                    if e.message.is_empty() {
+                        EMPTY_MESSAGE.to_owned()
+                    } else {
+                        e.message
+                    }
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+}

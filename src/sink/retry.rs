@@ -1,0 +1,432 @@
+//! The retry policy both sinks share: which SDK errors are worth another try, how long to wait (capped
+//! exponential backoff with full jitter), and how to stop waiting when the daemon shuts down.
+//!
+//! The sinks build their clients with the SDK's own retries off (one attempt per call): this loop is the
+//! only retry layer, so every retry is counted, logged, capped and interruptible, and never gives up on a
+//! transient error (peer shippers that give up after N tries lose lines, peer-pain-points C).
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
+use aws_sdk_cloudwatchlogs::error::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use tokio::sync::watch;
+use tracing::{error, warn};
+
+use crate::sink::SinkStats;
+
+/// The shutdown signal flipped while a call was waiting or in flight: the caller abandons it.
+///
+/// What the call carried is not lost: the daemon re-reads it from the file (logs) or the checkpoint
+/// (metrics) after the next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shutting down: the call to CloudWatch was abandoned")]
+pub struct Shutdown;
+
+/// Capped exponential backoff with full jitter: before retry `n` (0-based) wait a uniformly random time
+/// in `[0, min(cap, base * 2^n)]` (the "full jitter" of AWS's backoff guidance, which spreads the
+/// retries of many hosts sharing one account quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// 100 ms doubling up to 30 s: quick recovery from a single throttle, at most two calls a minute
+    /// per sink during a long outage.
+    pub const DEFAULT: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(30),
+    };
+
+    /// The longest wait before retry `attempt` (0-based).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// A random wait before retry `attempt`, in `[0, ceiling(attempt)]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = u64::try_from(self.ceiling(attempt).as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(fastrand::u64(0..=ceiling))
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::DEFAULT
+    }
+}
+
+/// What to do after a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transient (throttling, 5xx, timeouts, network, unreadable answers): wait and try again, forever.
+    Retry,
+    /// Credentials, permissions or a quota: the same request succeeds once an operator fixes the
+    /// account, so wait and try again (logged at ERROR), rather than drop lines that cannot be re-read.
+    RetryAfterFix,
+    /// The log group or stream is missing: create it, then try again.
+    NotFound,
+    /// The request itself is wrong (`InvalidParameterException`, …): another try cannot succeed.
+    Reject,
+}
+
+/// How the call failed, as far as the SDK could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request could not be built (never sent).
+    Construction,
+    /// Connect or attempt timeout.
+    Timeout,
+    /// Network error, connection dropped, credentials or endpoint could not be resolved.
+    Dispatch,
+    /// An answer that could not be read as the service's response.
+    Response,
+    /// The service answered with an error.
+    Service,
+}
+
+/// Throttling, in every spelling the two services (JSON CloudWatch Logs, query/XML CloudWatch) and the
+/// SDKs use.
+const THROTTLING: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "ThrottledException",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+];
+
+/// Server-side trouble that the next try may not meet.
+const TRANSIENT: &[&str] = &[
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalServiceError",
+    "InternalServiceFault",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "OperationAbortedException",
+];
+
+/// Errors an operator fixes in the account (or that fix themselves: expired credentials are refreshed).
+const FIXABLE: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidSignatureException",
+    "MissingAuthenticationToken",
+    "RequestExpired",
+    "NotAuthorized",
+    "UnauthorizedOperation",
+    "OptInRequired",
+    "LimitExceededException",
+];
+
+/// The verdict for a failure of `kind` with the service's error `code` and HTTP `status`.
+pub fn verdict(kind: FailureKind, code: Option<&str>, status: Option<u16>) -> Verdict {
+    match kind {
+        FailureKind::Construction => return Verdict::Reject,
+        FailureKind::Timeout | FailureKind::Dispatch | FailureKind::Response => {
+            return Verdict::Retry;
+        }
+        FailureKind::Service => {}
+    }
+    if let Some(code) = code {
+        if THROTTLING.contains(&code) || TRANSIENT.contains(&code) {
+            return Verdict::Retry;
+        }
+        if code == "ResourceNotFoundException" {
+            return Verdict::NotFound;
+        }
+        if FIXABLE.contains(&code) {
+            return Verdict::RetryAfterFix;
+        }
+    }
+    match (code, status) {
+        (_, Some(s)) if s >= 500 || s == 429 => Verdict::Retry,
+        // An error without a code is not CloudWatch judging the request (a proxy or a load balancer).
+        (None, _) => Verdict::Retry,
+        (Some(_), _) => Verdict::Reject,
+    }
+}
+
+/// One failed call, classified.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub verdict: Verdict,
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub status: Option<u16>,
+    /// The SDK's full error chain.
+    pub message: String,
+}
+
+impl Failure {
+    /// Classifies an SDK error by its variant, error code (`ProvideErrorMetadata::code`) and HTTP status.
+    pub fn of<E>(err: &SdkError<E, HttpResponse>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let kind = match err {
+            SdkError::ConstructionFailure(_) => FailureKind::Construction,
+            SdkError::TimeoutError(_) => FailureKind::Timeout,
+            SdkError::DispatchFailure(_) => FailureKind::Dispatch,
+            SdkError::ResponseError(_) => FailureKind::Response,
+            SdkError::ServiceError(_) => FailureKind::Service,
+            // A future variant: trying again is the safe side.
+            _ => FailureKind::Dispatch,
+        };
+        let code = err.code().map(str::to_owned);
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        Failure {
+            verdict: verdict(kind, code.as_deref(), status),
+            kind,
+            code,
+            status,
+            message: DisplayErrorContext(err).to_string(),
+        }
+    }
+
+    /// `Code: message` for logs and outcomes.
+    pub fn reason(&self) -> String {
+        match &self.code {
+            Some(code) => format!("`{code}`: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// Resolves once `shutdown` holds `true`; never, if its sender is gone without flipping it.
+pub async fn flipped(shutdown: &watch::Receiver<bool>) {
+    let mut rx = shutdown.clone();
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs `fut` unless `shutdown` flips first (then `fut` is dropped: an HTTP call in flight is abandoned).
+pub async fn or_shutdown<F: Future>(
+    fut: F,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<F::Output, Shutdown> {
+    if *shutdown.borrow() {
+        return Err(Shutdown);
+    }
+    tokio::select! {
+        biased;
+        () = flipped(shutdown) => Err(Shutdown),
+        out = fut => Ok(out),
+    }
+}
+
+/// Sleeps `d` unless `shutdown` flips first.
+pub async fn sleep_or_shutdown(
+    d: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), Shutdown> {
+    or_shutdown(tokio::time::sleep(d), shutdown).await
+}
+
+/// The retry state of one logical call (a batch, a minute): counts, logs and waits.
+#[derive(Debug)]
+pub(crate) struct Retrier<'a> {
+    backoff: Backoff,
+    attempt: u32,
+    operation: &'static str,
+    stats: &'a SinkStats,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+impl<'a> Retrier<'a> {
+    pub(crate) fn new(
+        operation: &'static str,
+        backoff: Backoff,
+        stats: &'a SinkStats,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> Retrier<'a> {
+        Retrier {
+            backoff,
+            attempt: 0,
+            operation,
+            stats,
+            shutdown,
+        }
+    }
+
+    /// Retries made so far.
+    pub(crate) fn retries(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Logs `failure`, counts a retry and waits the backoff (or returns `Shutdown`).
+    pub(crate) async fn wait(&mut self, failure: &Failure) -> Result<(), Shutdown> {
+        let delay = self.backoff.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        self.stats.add_retry();
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let code = failure.code.as_deref().unwrap_or("-");
+        let status = failure.status.unwrap_or(0);
+        if failure.verdict == Verdict::RetryAfterFix {
+            error!(
+                operation = self.operation,
+                attempt = self.attempt,
+                code,
+                status,
+                delay_ms,
+                error = %failure.message,
+                "CloudWatch refused the credentials, permissions or quota; retrying until an operator fixes it"
+            );
+        } else {
+            warn!(
+                operation = self.operation,
+                attempt = self.attempt,
+                code,
+                status,
+                delay_ms,
+                error = %failure.message,
+                "call failed; retrying"
+            );
+        }
+        sleep_or_shutdown(delay, self.shutdown).await
+    }
+}
+
+/// The SDK's retries off (this module is the retry layer) and bounded attempts, so a hung connection
+/// turns into a timeout the loop retries.
+pub(crate) fn client_retry_config() -> RetryConfig {
+    RetryConfig::disabled()
+}
+
+/// Connect within 10 s, answer within 60 s (a 1 MiB PutLogEvents on a slow link).
+pub(crate) fn client_timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_jitters_below_the_ceiling() {
+        let b = Backoff::DEFAULT;
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(1), Duration::from_millis(200));
+        assert_eq!(b.ceiling(8), Duration::from_millis(25_600));
+        assert_eq!(b.ceiling(9), Duration::from_secs(30));
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(30));
+        for attempt in [0, 3, 40] {
+            for _ in 0..200 {
+                assert!(b.delay(attempt) <= b.ceiling(attempt));
+            }
+        }
+        // Full jitter: the waits spread over the range instead of sitting at the ceiling.
+        let waits: Vec<Duration> = (0..200).map(|_| b.delay(9)).collect();
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(15)));
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn verdicts_follow_codes_statuses_and_kinds() {
+        use FailureKind::*;
+        use Verdict::*;
+        let cases: &[(FailureKind, Option<&str>, Option<u16>, Verdict)] = &[
+            (Service, Some("ThrottlingException"), Some(400), Retry),
+            (Service, Some("Throttling"), Some(400), Retry),
+            (Service, Some("TooManyRequestsException"), Some(400), Retry),
+            (
+                Service,
+                Some("ServiceUnavailableException"),
+                Some(500),
+                Retry,
+            ),
+            (Service, Some("InternalServiceError"), Some(500), Retry),
+            (Service, None, Some(503), Retry),
+            (Service, None, Some(502), Retry),
+            (Service, Some("Whatever"), Some(500), Retry),
+            (Service, Some("Whatever"), Some(429), Retry),
+            (Service, None, Some(400), Retry),
+            (
+                Service,
+                Some("ResourceNotFoundException"),
+                Some(400),
+                NotFound,
+            ),
+            (
+                Service,
+                Some("InvalidParameterException"),
+                Some(400),
+                Reject,
+            ),
+            (Service, Some("InvalidParameterValue"), Some(400), Reject),
+            (Service, Some("MissingParameter"), Some(400), Reject),
+            (Service, Some("SerializationException"), Some(400), Reject),
+            (
+                Service,
+                Some("AccessDeniedException"),
+                Some(400),
+                RetryAfterFix,
+            ),
+            (
+                Service,
+                Some("UnrecognizedClientException"),
+                Some(400),
+                RetryAfterFix,
+            ),
+            (Service, Some("ExpiredToken"), Some(403), RetryAfterFix),
+            (Timeout, None, None, Retry),
+            (Dispatch, None, None, Retry),
+            (Response, None, Some(200), Retry),
+            (Construction, None, None, Reject),
+        ];
+        for &(kind, code, status, want) in cases {
+            assert_eq!(
+                verdict(kind, code, status),
+                want,
+                "{kind:?} {code:?} {status:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_end_early_on_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        let sleeper =
+            tokio::spawn(async move { sleep_or_shutdown(Duration::from_secs(3600), &rx).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = std::time::Instant::now();
+        tx.send_replace(true);
+        assert_eq!(sleeper.await.ok(), Some(Err(Shutdown)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sender_does_not_count_as_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        drop(tx);
+        let r = sleep_or_shutdown(Duration::from_millis(20), &rx).await;
+        assert_eq!(r, Ok(()));
+        let (_tx, rx) = watch::channel(true);
+        assert_eq!(or_shutdown(async { 1 }, &rx).await, Err(Shutdown));
+    }
+}

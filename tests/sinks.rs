@@ -1,0 +1,554 @@
+//! The logs and metrics sinks against a real moto server, with the fault-injecting proxy in front for
+//! throttling, 5xx, refused requests and dropped connections; every check reads back from moto.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use sshwatch::config::{Config, LogGroupClass, LogsConfig};
+use sshwatch::counter::{Counter, Rules, minute_of};
+use sshwatch::sink::batch::{CONTINUED_MARKER, check_batch};
+use sshwatch::sink::{Backoff, LogBatcher, LogEvent, LogsSink, MetricsSink, Shutdown};
+use tokio::sync::watch;
+
+use support::proxy::{Fault, Proxy};
+use support::{Moto, sdk_config_for};
+
+/// Quick retries, so a test with a handful of faults takes well under a second.
+const FAST: Backoff = Backoff {
+    base: Duration::from_millis(10),
+    cap: Duration::from_millis(100),
+};
+
+fn logs_config(group: &str, stream: &str) -> LogsConfig {
+    LogsConfig {
+        log_group_name: group.to_owned(),
+        log_stream_name: stream.to_owned(),
+        retention_in_days: None,
+        log_group_class: LogGroupClass::Standard,
+    }
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_millis()).expect("ms fit i64")
+}
+
+fn events(n: usize, tag: &str, ts: i64) -> Vec<LogEvent> {
+    (0..n)
+        .map(|i| LogEvent {
+            timestamp_ms: ts + i as i64 / 100,
+            message: format!("{tag} line {i:06}"),
+        })
+        .collect()
+}
+
+/// A shutdown signal that never flips (a dropped sender counts as "never").
+fn never() -> watch::Receiver<bool> {
+    watch::channel(false).1
+}
+
+/// Every message of a stream, oldest first, through GetLogEvents pagination.
+async fn read_stream(sdk: &SdkConfig, group: &str, stream: &str) -> Vec<String> {
+    let client = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..1000 {
+        let page = client
+            .get_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .start_from_head(true)
+            .limit(10_000)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("GetLogEvents");
+        let got = page.events();
+        out.extend(
+            got.iter()
+                .map(|e| e.message().unwrap_or_default().to_owned()),
+        );
+        let next = page.next_forward_token().map(str::to_owned);
+        if got.is_empty() || next.is_none() || next == token {
+            break;
+        }
+        token = next;
+    }
+    out
+}
+
+/// The `logEvents` of every PutLogEvents request the proxy forwarded.
+fn forwarded_batches(proxy: &Proxy) -> Vec<Vec<LogEvent>> {
+    proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.operation == "PutLogEvents" && s.fault == Fault::Pass)
+        .map(|s| {
+            let v: serde_json::Value = serde_json::from_slice(&s.body).expect("JSON body");
+            v["logEvents"]
+                .as_array()
+                .expect("logEvents")
+                .iter()
+                .map(|e| LogEvent {
+                    timestamp_ms: e["timestamp"].as_i64().expect("timestamp"),
+                    message: e["message"].as_str().expect("message").to_owned(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batches_arrive_in_order_and_the_group_and_stream_are_created() {
+    let moto = Moto::start();
+    let sdk = sdk_config_for(&moto.endpoint).await;
+    let config = logs_config("sinks-order", "web-{hostname}");
+    let mut sink = LogsSink::new(&sdk, &config)
+        .await
+        .expect("sink")
+        .with_backoff(FAST);
+    assert!(sink.stream().starts_with("web-") && !sink.stream().contains('{'));
+
+    // The group does not exist: the first batch creates group and stream, the others go straight in.
+    let t = now_ms();
+    let mut sent = Vec::new();
+    let rx = never();
+    // CloudWatch (and moto) return a stream sorted by timestamp: each batch is a second after the last.
+    for (i, tag) in ["a", "b", "c"].into_iter().enumerate() {
+        let batch = events(500, tag, t + 1000 * i as i64);
+        sent.extend(batch.iter().map(|e| e.message.clone()));
+        let out = sink.put(batch, &rx).await.expect("not shut down");
+        assert_eq!((out.calls, out.accepted, out.rejected), (1, 500, 0));
+        assert!(out.skipped.is_empty());
+    }
+    let stream = sink.stream().to_owned();
+    assert_eq!(read_stream(&sdk, "sinks-order", &stream).await, sent);
+    let stats = sink.stats().snapshot();
+    assert_eq!((stats.calls, stats.items, stats.retries), (3, 1500, 0));
+    assert_eq!(
+        stats.bytes,
+        sent.iter().map(|m| m.len() as u64 + 26).sum::<u64>()
+    );
+}
+
+#[tokio::test]
+async fn inputs_over_10000_events_or_1_mib_are_split_into_valid_calls() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-split", "s"), "s".into())
+        .with_backoff(FAST);
+    let rx = never();
+    let t = now_ms();
+
+    // 25,001 small events: 10,000 per call at most.
+    let many = events(25_001, "many", t);
+    let out = sink.put(many.clone(), &rx).await.expect("put");
+    assert_eq!((out.calls, out.accepted), (3, 25_001));
+    // 1,500 events of 1,000 bytes (1.5 MB): 1 MiB per call at most, 26 bytes per event counted.
+    let heavy: Vec<LogEvent> = (0..1500)
+        .map(|i| LogEvent {
+            timestamp_ms: t + 1000,
+            message: format!("{i:06}{}", "h".repeat(994)),
+        })
+        .collect();
+    let out = sink.put(heavy.clone(), &rx).await.expect("put");
+    assert_eq!((out.calls, out.accepted), (2, 1500));
+
+    // 3 + 2 accepted calls, and the first one once more before it: refused with ResourceNotFound, then
+    // the group and stream were created.
+    let batches = forwarded_batches(&proxy);
+    assert_eq!(batches.len(), 6);
+    assert_eq!(batches[0], batches[1]);
+    for b in &batches {
+        assert_eq!(check_batch(b), Ok(()));
+    }
+    let sizes: Vec<usize> = batches[1..].iter().map(Vec::len).collect();
+    assert_eq!(
+        sizes,
+        [
+            10_000,
+            10_000,
+            5_001,
+            1_048_576 / 1026,
+            1500 - 1_048_576 / 1026
+        ]
+    );
+    let want: Vec<String> = many
+        .iter()
+        .chain(&heavy)
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(read_stream(&sdk, "sinks-split", "s").await, want);
+}
+
+#[tokio::test]
+async fn an_over_long_line_is_split_with_markers_and_arrives_whole() {
+    let moto = Moto::start();
+    let sdk = sdk_config_for(&moto.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-long", "s"), "s".into())
+        .with_backoff(FAST);
+    // 700 KB with multi-byte characters, between two ordinary lines.
+    let long: String = (0..100_000).map(|i| format!("ü{i:05}")).collect();
+    let t = now_ms();
+    let mut batcher = LogBatcher::new();
+    let mut batches = Vec::new();
+    for msg in ["before", long.as_str(), "", "after"] {
+        batches.extend(batcher.push(LogEvent {
+            timestamp_ms: t,
+            message: msg.to_owned(),
+        }));
+    }
+    batches.extend(batcher.take());
+    assert_eq!(batcher.split(), 1);
+    let rx = never();
+    for b in batches {
+        let out = sink.put(b, &rx).await.expect("put");
+        assert!(!out.is_rejected());
+    }
+    let got = read_stream(&sdk, "sinks-long", "s").await;
+    assert_eq!(got.first().map(String::as_str), Some("before"));
+    assert_eq!(got.last().map(String::as_str), Some("after"));
+    assert_eq!(
+        got[got.len() - 2],
+        " ",
+        "an empty line arrives as one space"
+    );
+    let pieces = &got[1..got.len() - 2];
+    assert!(pieces.len() >= 3, "{} pieces", pieces.len());
+    let mut joined = String::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let marked = p.strip_suffix(CONTINUED_MARKER);
+        assert_eq!(marked.is_some(), i + 1 < pieces.len(), "piece {i}");
+        joined.push_str(marked.unwrap_or(p));
+    }
+    assert_eq!(joined, long);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_and_nothing_is_lost_or_doubled() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    // The default backoff: four throttles wait about 0.75 s on average, at most 1.5 s.
+    let mut sink =
+        LogsSink::with_stream_name(&sdk, &logs_config("sinks-throttle", "s"), "s".into());
+    let rx = never();
+    let t = now_ms();
+    let first = events(10, "warm", t);
+    sink.put(first.clone(), &rx).await.expect("put");
+
+    proxy.script("PutLogEvents", [Fault::Throttle; 4]);
+    let started = Instant::now();
+    let batch = events(300, "throttled", t + 1);
+    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    assert_eq!((out.calls, out.accepted, out.retries), (1, 300, 4));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(proxy.count_fault("PutLogEvents", Fault::Throttle), 4);
+    assert_eq!(sink.stats().snapshot().retries, 4);
+
+    let want: Vec<String> = first
+        .iter()
+        .chain(&batch)
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(read_stream(&sdk, "sinks-throttle", "s").await, want);
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_retried() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-5xx", "s"), "s".into())
+        .with_backoff(FAST);
+    let rx = never();
+    let t = now_ms();
+    // Even the group creation meets faults.
+    proxy.script("CreateLogGroup", [Fault::Status(503)]);
+    proxy.script(
+        "PutLogEvents",
+        [
+            Fault::Status(500),
+            Fault::Status(503),
+            Fault::Drop,
+            Fault::Status(502),
+        ],
+    );
+    let batch = events(200, "x", t);
+    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    assert!(!out.is_rejected());
+    assert_eq!(out.calls, 1);
+    assert!(out.retries >= 5, "{} retries", out.retries);
+    let want: Vec<String> = batch.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(read_stream(&sdk, "sinks-5xx", "s").await, want);
+}
+
+/// PutLogEvents has no idempotency key: when the answer to an accepted call is lost, the retry stores
+/// the batch again. This is the "shipped again at most once" of the delivery design, made visible.
+#[tokio::test]
+async fn a_lost_answer_is_retried_and_the_batch_arrives_twice() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-lost", "s"), "s".into())
+        .with_backoff(FAST);
+    let rx = never();
+    let t = now_ms();
+    let first = events(3, "first", t);
+    sink.put(first.clone(), &rx).await.expect("put");
+    proxy.script("PutLogEvents", [Fault::LoseResponse]);
+    let batch = events(4, "again", t + 1000);
+    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    assert_eq!((out.calls, out.retries), (1, 1));
+    let want: Vec<String> = first
+        .iter()
+        .chain(&batch)
+        .chain(&batch)
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(read_stream(&sdk, "sinks-lost", "s").await, want);
+}
+
+#[tokio::test]
+async fn invalid_parameter_is_not_retried_and_the_sink_moves_on() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-invalid", "s"), "s".into())
+        .with_backoff(FAST);
+    let rx = never();
+    let t = now_ms();
+    let ok1 = events(5, "ok1", t);
+    sink.put(ok1.clone(), &rx).await.expect("put");
+
+    proxy.script("PutLogEvents", [Fault::InvalidParameter]);
+    let before = proxy.count("PutLogEvents");
+    let out = sink
+        .put(events(7, "refused", t + 1), &rx)
+        .await
+        .expect("put");
+    assert!(out.is_rejected());
+    assert_eq!((out.calls, out.rejected, out.retries), (0, 7, 0));
+    let reason = out.rejection.unwrap_or_default();
+    assert!(reason.contains("InvalidParameterException"), "{reason}");
+    assert_eq!(
+        proxy.count("PutLogEvents"),
+        before + 1,
+        "refused once, not retried"
+    );
+
+    let ok2 = events(5, "ok2", t + 2);
+    sink.put(ok2.clone(), &rx).await.expect("put");
+    let want: Vec<String> = ok1.iter().chain(&ok2).map(|e| e.message.clone()).collect();
+    assert_eq!(read_stream(&sdk, "sinks-invalid", "s").await, want);
+    assert_eq!(sink.stats().snapshot().rejected, 7);
+}
+
+#[tokio::test]
+async fn events_outside_the_time_window_are_reported() {
+    let moto = Moto::start();
+    let sdk = sdk_config_for(&moto.endpoint).await;
+    let mut sink = LogsSink::with_stream_name(&sdk, &logs_config("sinks-old", "s"), "s".into())
+        .with_backoff(FAST);
+    let t = now_ms();
+    let old = t - 15 * 24 * 3600 * 1000;
+    let event = |ts: i64, m: &str| LogEvent {
+        timestamp_ms: ts,
+        message: m.to_owned(),
+    };
+    let rx = never();
+    sink.put(vec![event(t, "new")], &rx).await.expect("put");
+    // Accepted as a call, the events skipped one by one: the outcome says which.
+    let batch = vec![
+        event(old, "old1"),
+        event(old + 1, "old2"),
+        event(old + 2, "old3"),
+    ];
+    let out = sink.put(batch, &rx).await.expect("put");
+    assert_eq!((out.calls, out.rejected), (1, 0));
+    assert!(!out.skipped.too_old.is_empty(), "{:?}", out.skipped);
+    assert!(
+        out.skipped
+            .too_old
+            .iter()
+            .all(|r| r.start == 0 && r.end <= 3)
+    );
+    assert!(sink.stats().snapshot().rejected > 0);
+    assert_eq!(read_stream(&sdk, "sinks-old", "s").await, ["new"]);
+}
+
+#[tokio::test]
+async fn shutdown_ends_an_endless_retry_promptly() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    proxy.set_default("logs", Fault::Status(503));
+    proxy.set_default("monitoring", Fault::Throttle);
+    // The default backoff: the waits grow towards 30 s, the shutdown must not wait for them.
+    let mut logs = LogsSink::with_stream_name(&sdk, &logs_config("sinks-stop", "s"), "s".into());
+    let metrics = MetricsSink::new(&sdk);
+    let (tx, rx) = watch::channel(false);
+    let rx2 = rx.clone();
+    let t = now_ms();
+    let logs_task = tokio::spawn(async move { logs.put(events(3, "x", t), &rx2).await });
+    let rx3 = rx.clone();
+    let minute = minute_of(t / 1000);
+    let metrics_task = tokio::spawn(async move {
+        metrics
+            .put(minute, &[("SSH".into(), "A".into(), 1.0)], &rx3)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(proxy.count("PutLogEvents") >= 2, "still retrying");
+    assert!(proxy.count("PutMetricData") >= 2, "still retrying");
+    let stopped = Instant::now();
+    tx.send_replace(true);
+    let logs_result = logs_task.await.expect("logs task");
+    let metrics_result = metrics_task.await.expect("metrics task");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(logs_result.err(), Some(Shutdown));
+    assert_eq!(metrics_result.err(), Some(Shutdown));
+}
+
+#[tokio::test]
+async fn one_put_metric_data_per_minute_with_every_metric_and_its_zeros() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let metrics = MetricsSink::new(&sdk).with_backoff(FAST);
+    let config = Config::from_toml_str("[metrics]\ngrace_seconds = 5\n", None).expect("config");
+    let rules = Rules::from_config(&config);
+    let names: Vec<String> = rules.targets.iter().map(|t| t.name.clone()).collect();
+    assert!(names.len() >= 2);
+
+    // Two minutes of counts, ten minutes ago: filter 0 matches 3 times in the first, nothing in the second.
+    let now = now_ms() / 1000;
+    let m0 = minute_of(now) - 600;
+    let mut counter = Counter::new(rules, m0);
+    for s in 0..5 {
+        counter.add_line(m0 + s);
+    }
+    counter.add_match(m0 + 1, 0, 3, Some(3.0));
+    counter.add_line(m0 + 61);
+    let minutes = counter.take_closed(m0 + 130);
+    assert_eq!(minutes.len(), 2);
+    // A throttle on the second minute's call is retried.
+    proxy.script(
+        "PutMetricData",
+        [Fault::Pass, Fault::Throttle, Fault::Throttle],
+    );
+    let rx = never();
+    for (minute, datums) in &minutes {
+        let out = metrics.put(*minute, datums, &rx).await.expect("put");
+        assert_eq!(
+            (out.calls, out.published, out.dropped),
+            (1, datums.len(), 0)
+        );
+    }
+    assert_eq!(
+        proxy.count_fault("PutMetricData", Fault::Pass),
+        2,
+        "one call per minute"
+    );
+    assert_eq!(proxy.count_fault("PutMetricData", Fault::Throttle), 2);
+    assert_eq!(metrics.stats().snapshot().retries, 2);
+
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config_for(&moto.endpoint).await);
+    let listed = cw
+        .list_metrics()
+        .namespace("SSH")
+        .send()
+        .await
+        .expect("ListMetrics");
+    let mut listed: Vec<String> = listed
+        .metrics()
+        .iter()
+        .filter_map(|m| m.metric_name().map(str::to_owned))
+        .collect();
+    listed.sort();
+    listed.dedup();
+    let mut want: Vec<String> = names.clone();
+    if let Some(h) = &config.metrics.heartbeat_metric {
+        want.push(h.clone());
+    }
+    want.sort();
+    assert_eq!(listed, want);
+
+    let sum = |name: String, minute: i64| {
+        let cw = cw.clone();
+        async move {
+            let r = cw
+                .get_metric_statistics()
+                .namespace("SSH")
+                .metric_name(&name)
+                .start_time(aws_smithy_types::DateTime::from_secs(minute))
+                .end_time(aws_smithy_types::DateTime::from_secs(minute + 60))
+                .period(60)
+                .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+                .send()
+                .await
+                .expect("GetMetricStatistics");
+            r.datapoints().iter().filter_map(|d| d.sum()).sum::<f64>()
+        }
+    };
+    let datapoints = |name: String, minute: i64| {
+        let cw = cw.clone();
+        async move {
+            cw.get_metric_statistics()
+                .namespace("SSH")
+                .metric_name(&name)
+                .start_time(aws_smithy_types::DateTime::from_secs(minute))
+                .end_time(aws_smithy_types::DateTime::from_secs(minute + 60))
+                .period(60)
+                .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
+                .send()
+                .await
+                .expect("GetMetricStatistics")
+                .datapoints()
+                .len()
+        }
+    };
+    assert_eq!(sum(names[0].clone(), m0).await, 3.0);
+    assert_eq!(sum(names[0].clone(), m0 + 60).await, 0.0);
+    assert_eq!(datapoints(names[0].clone(), m0 + 60).await, 1);
+    // The zeros are datapoints, not gaps.
+    assert_eq!(datapoints(names[1].clone(), m0).await, 1);
+    assert_eq!(datapoints(names[1].clone(), m0 + 60).await, 1);
+    if let Some(h) = &config.metrics.heartbeat_metric {
+        assert_eq!(sum(h.clone(), m0).await, 5.0);
+        assert_eq!(sum(h.clone(), m0 + 60).await, 1.0);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_minute_is_dropped_not_retried() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let sdk = sdk_config_for(&proxy.endpoint).await;
+    let metrics = MetricsSink::new(&sdk).with_backoff(FAST);
+    proxy.script(
+        "PutMetricData",
+        [Fault::Status(500), Fault::InvalidParameter],
+    );
+    let minute = minute_of(now_ms() / 1000) - 120;
+    let out = metrics
+        .put(minute, &[("SSH".into(), "A".into(), 1.0)], &never())
+        .await
+        .expect("put");
+    assert_eq!((out.calls, out.dropped, out.retries), (0, 1, 1));
+    assert!(
+        out.reason
+            .unwrap_or_default()
+            .contains("InvalidParameterValue")
+    );
+    assert_eq!(proxy.count("PutMetricData"), 2);
+}

@@ -1,0 +1,148 @@
+//! Shared test harness: a real moto server on a free loopback port, and the `sshwatch` binary wired to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `sshwatch` binary under test.
+pub fn sshwatch_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sshwatch")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// The `moto_server` executable: `$SSHWATCH_MOTO_SERVER`, the repo's `.venv`, or `PATH`.
+fn moto_server_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("SSHWATCH_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+/// A moto server, killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts a fresh server and waits until it accepts connections.
+    pub fn start() -> Moto {
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new(moto_server_path())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => panic!(
+                    "cannot start moto_server ({e}); run .ci/run or `python3 -m venv .venv && .venv/bin/pip install 'moto[server]'`"
+                ),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_err = format!("moto_server exited with {status}");
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Moto {
+                        child,
+                        port,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start: {last_err}");
+    }
+
+    /// Environment for an AWS SDK client (the binary or the test's own) aimed at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        aws_env(&self.endpoint)
+    }
+
+    /// An SDK configuration aimed at this server, for reading back what arrived.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        sdk_config_for(&self.endpoint).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for a process that talks to `endpoint` with dummy credentials.
+pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_CONFIG_FILE", "/dev/null".to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_string()),
+    ]
+}
+
+/// An SDK configuration aimed at `endpoint`, retries off, for the test's own reads.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+/// A `Command` for the binary with the AWS environment of `endpoint`.
+pub fn sshwatch(endpoint: &str) -> Command {
+    let mut cmd = Command::new(sshwatch_bin());
+    for (k, v) in aws_env(endpoint) {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+/// The TestMetricFilter stub for `verify` tests.
+pub mod tmf_stub;
+
+/// A fault-injecting proxy (refuse, throttle) for the daemon tests.
+pub mod fault_proxy;
+
+/// A scripted fault-injecting proxy (throttling, 5xx, InvalidParameter, drops) for the sink tests.
+pub mod proxy;
