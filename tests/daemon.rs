@@ -19,7 +19,7 @@ use aws_sdk_cloudwatch::types::Statistic;
 use aws_smithy_types::DateTime;
 use sshwatch::classify::{Classifier, Scratch};
 use sshwatch::config::Config;
-use support::fault_proxy::{FaultProxy, Mode};
+use support::proxy::{Fault, Proxy};
 use support::{Moto, sdk_config_for, sshwatch};
 
 const GROUP: &str = "sshwatch-test";
@@ -672,7 +672,7 @@ fn status_read(status: &str) -> u64 {
 async fn endpoint_down_then_back_loses_nothing_and_memory_stays_bounded() {
     const N: usize = 150_000;
     let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
+    let proxy = Proxy::start(moto.port);
     let env = Env::new("");
     let notify = NotifySocket::bind(env.dir.path());
     fs::write(&env.log, "").unwrap();
@@ -684,7 +684,7 @@ async fn endpoint_down_then_back_loses_nothing_and_memory_stays_bounded() {
     env.append(&all[..100]);
     wait_for_events(&moto.endpoint, 100, Duration::from_secs(10)).await;
 
-    proxy.set_mode(Mode::Refuse);
+    proxy.set_default("*", Fault::Drop);
     for chunk in all[100..].chunks(10_000) {
         env.append(chunk);
     }
@@ -692,7 +692,10 @@ async fn endpoint_down_then_back_loses_nothing_and_memory_stays_bounded() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let read_while_down = status_read(&notify.status());
     let peak_kib = daemon.peak_rss_kib();
-    assert!(proxy.refused() > 0, "the daemon kept trying");
+    assert!(
+        proxy.count_fault("PutLogEvents", Fault::Drop) > 0,
+        "the daemon kept trying"
+    );
     assert!(
         read_while_down < N as u64 / 2,
         "reading went on while CloudWatch was down ({read_while_down} of {N} lines read): the file must be the buffer"
@@ -702,7 +705,7 @@ async fn endpoint_down_then_back_loses_nothing_and_memory_stays_bounded() {
         "peak RSS {peak_kib} KiB while down, with a {file_bytes}-byte backlog"
     );
 
-    proxy.set_mode(Mode::Pass);
+    proxy.set_default("*", Fault::Pass);
     let got = wait_for_events(&moto.endpoint, N, Duration::from_secs(60)).await;
     assert!(daemon.terminate().success(), "{}", daemon.stderr());
     assert_eq!(
@@ -717,9 +720,18 @@ async fn endpoint_down_then_back_loses_nothing_and_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_and_loses_nothing() {
     let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
-    // The first call to each service and about a third of the others are throttled.
-    proxy.set_mode(Mode::ThrottleOneIn(3));
+    let proxy = Proxy::start(moto.port);
+    // Throttle PutLogEvents three times (twice in a row) and PutMetricData twice in a row.
+    proxy.script(
+        "PutLogEvents",
+        [
+            Fault::Throttle,
+            Fault::Throttle,
+            Fault::Pass,
+            Fault::Throttle,
+        ],
+    );
+    proxy.script("PutMetricData", [Fault::Throttle, Fault::Throttle]);
     let env = Env::new("");
     fs::write(&env.log, "").unwrap();
     let all = numbered(2_000);
@@ -731,12 +743,8 @@ async fn throttling_is_retried_and_loses_nothing() {
     let got = wait_for_events(&moto.endpoint, all.len(), Duration::from_secs(40)).await;
     assert!(daemon.terminate().success(), "{}", daemon.stderr());
     assert_lines(&got, &all, "every line once, in order, despite throttling");
-    assert!(
-        proxy.throttled_logs() >= 2,
-        "{} PutLogEvents throttled",
-        proxy.throttled_logs()
-    );
-    assert!(proxy.throttled_metrics() >= 1, "no PutMetricData throttled");
+    assert_eq!(proxy.count_fault("PutLogEvents", Fault::Throttle), 3);
+    assert_eq!(proxy.count_fault("PutMetricData", Fault::Throttle), 2);
     assert!(
         daemon.stderr().contains("Throttling"),
         "the retries are logged"
@@ -892,7 +900,7 @@ async fn corrupt_checkpoint_stops_startup_and_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_ready_watchdog_status_and_stopping() {
     let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
+    let proxy = Proxy::start(moto.port);
     let env = Env::new("");
     let notify = NotifySocket::bind(env.dir.path());
     // The file does not exist yet: READY=1 all the same, saying it waits.
@@ -937,13 +945,13 @@ async fn notifies_ready_watchdog_status_and_stopping() {
     assert!(status.contains("FailedPasswordMetrics"), "{status}");
 
     // Stuck with work in hand (the endpoint swallows every request): no more pings once the pipeline stops moving.
-    proxy.set_mode(Mode::Refuse);
+    proxy.set_default("*", Fault::Drop);
     env.append(&lines);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = notify.count("WATCHDOG=1");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = notify.count("WATCHDOG=1") - before;
-    proxy.set_mode(Mode::Pass);
+    proxy.set_default("*", Fault::Pass);
     wait_for_events(&moto.endpoint, 2 * lines.len(), Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let after = notify.count("WATCHDOG=1") - before - during;
@@ -957,14 +965,14 @@ async fn notifies_ready_watchdog_status_and_stopping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_the_endpoint_is_down_exits_in_time_and_the_next_start_sends_the_rest() {
     let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
+    let proxy = Proxy::start(moto.port);
     let env = Env::new("");
     fs::write(&env.log, "").unwrap();
     let all = numbered(400);
     let mut daemon = env.start(&proxy.endpoint);
     env.append(&all[..200]);
     wait_for_events(&moto.endpoint, 200, Duration::from_secs(10)).await;
-    proxy.set_mode(Mode::Refuse);
+    proxy.set_default("*", Fault::Drop);
     env.append(&all[200..]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // `terminate` asserts the exit comes within 10 s although nothing can be delivered.
@@ -980,10 +988,49 @@ async fn sigterm_while_the_endpoint_is_down_exits_in_time_and_the_next_start_sen
         "the unpublished minute stays in the checkpoint: {cp}"
     );
 
-    proxy.set_mode(Mode::Pass);
+    proxy.set_default("*", Fault::Pass);
     let mut daemon = env.start(&proxy.endpoint);
     let got = wait_for_events(&moto.endpoint, all.len(), Duration::from_secs(15)).await;
     assert!(daemon.terminate().success(), "{}", daemon.stderr());
     assert_lines(&got, &all, "the rest arrived after the restart, once");
+    assert_metrics(&moto.endpoint, &env.expected(&all), all.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_ships_one_batch_twice_but_counts_it_once() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let env = Env::new("");
+    fs::write(&env.log, "").unwrap();
+    let all = numbered(600);
+    let mut daemon = env.start(&proxy.endpoint);
+    env.append(&all[..200]);
+    wait_for_events(&moto.endpoint, 200, Duration::from_secs(10)).await;
+    // The next PutLogEvents reaches CloudWatch, but its answer is lost: the sink must send it again.
+    proxy.script("PutLogEvents", [Fault::LoseResponse]);
+    env.append(&all[200..400]);
+    wait_for_events(&moto.endpoint, 600, Duration::from_secs(15)).await;
+    env.append(&all[400..]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let got = loop {
+        let got = events(&moto.endpoint).await;
+        if got.last() == all.last() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(daemon.terminate().success(), "{}", daemon.stderr());
+    assert_eq!(proxy.count_fault("PutLogEvents", Fault::LoseResponse), 1);
+    // The lost batch holds the first `k` of the lines appended after the fault was scripted (all 200
+    // unless the reader caught the append half-written).
+    let k = got.len() - all.len();
+    assert!((1..=200).contains(&k), "{k} lines shipped twice");
+    let mut want: Vec<String> = all[..200 + k].to_vec();
+    want.extend_from_slice(&all[200..]);
+    assert_lines(
+        &got,
+        &want,
+        "the batch whose answer was lost arrives twice, nothing else does",
+    );
     assert_metrics(&moto.endpoint, &env.expected(&all), all.len()).await;
 }

@@ -141,8 +141,5 @@ pub fn sshwatch(endpoint: &str) -> Command {
 /// The TestMetricFilter stub for `verify` tests.
 pub mod tmf_stub;
 
-/// A fault-injecting proxy (refuse, throttle) for the daemon tests.
-pub mod fault_proxy;
-
 /// A scripted fault-injecting proxy (throttling, 5xx, InvalidParameter, drops) for the sink tests.
 pub mod proxy;
