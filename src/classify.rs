@@ -38,12 +38,30 @@ pub struct Classifier {
     literals: Option<AhoCorasick>,
     /// True when every filter has a prefilter, so a line without any literal matches nothing.
     all_gated: bool,
+    /// When every filter is a space-delimited pattern decided by its leading
+    /// fields (like the seed's `[Mon, day, …, status = Invalid, ...]`) and
+    /// adds a number: the most leading fields any of them needs. Then a line
+    /// is split once into that many fields and nothing else is looked at.
+    leading: Option<usize>,
 }
 
 /// Reusable per-thread buffers, so classifying a line allocates nothing.
 #[derive(Debug, Default)]
 pub struct Scratch {
     fields: Vec<Field>,
+    /// Filters (bit per index, first 64) of the last classified line whose
+    /// literal prefilter passed: every literal word present. See [`Scratch::candidates`].
+    candidates: u64,
+}
+
+impl Scratch {
+    /// The filters of the last classified line that carry all their literal
+    /// words (a bit per filter index; filters without literals and indices
+    /// from 64 on are never set). The silent-miss detector uses it: a
+    /// candidate that did not match is a near miss.
+    pub fn candidates(&self) -> u64 {
+        self.candidates
+    }
 }
 
 impl Classifier {
@@ -82,13 +100,26 @@ impl Classifier {
         let literals = if words.is_empty() {
             None
         } else {
-            AhoCorasick::new(&words).ok()
+            // A DFA costs a little memory at start-up (a handful of short
+            // words) and is the fastest search kind for a per-line scan.
+            AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&words)
+                .ok()
         };
         let all_gated = literals.is_some() && compiled.iter().all(|c| c.literal_mask != 0);
+        let leading = compiled
+            .iter()
+            .try_fold(0usize, |most, c| match (c.fields_needed, &c.value) {
+                (Some(k), MetricValue::Number(_)) if k != usize::MAX => Some(most.max(k)),
+                _ => None,
+            })
+            .filter(|_| !compiled.is_empty());
         Classifier {
             filters: compiled,
             literals,
             all_gated,
+            leading,
         }
     }
 
@@ -124,6 +155,7 @@ impl Classifier {
     ) {
         let hits = self.literal_hits(line);
         if self.all_gated && hits == 0 {
+            scratch.candidates = 0;
             return;
         }
         self.classify_with_hits(line, hits, scratch, &mut on_match);
@@ -138,11 +170,15 @@ impl Classifier {
     ) {
         let mut text: Option<Cow<'_, str>> = None;
         let mut split_upto = 0usize;
+        scratch.candidates = 0;
         for (i, f) in self.filters.iter().enumerate() {
             if f.literal_mask & hits != f.literal_mask {
                 continue;
             }
-            let message: &str = text.get_or_insert_with(|| String::from_utf8_lossy(line));
+            if f.literal_mask != 0 && i < 64 {
+                scratch.candidates |= 1 << i;
+            }
+            let message: &str = text.get_or_insert_with(|| decode(line));
             let matched = match (f.fields_needed, f.pattern.delimited()) {
                 (Some(needed), Some(d)) => {
                     if needed > split_upto {
@@ -167,6 +203,28 @@ impl Classifier {
         }
     }
 
+    /// The leading-fields path of [`Classifier::count_buffer`]: split `line`
+    /// into its first `k` fields once and evaluate every filter on them.
+    fn classify_leading(
+        &self,
+        line: &[u8],
+        k: usize,
+        scratch: &mut Scratch,
+        on_match: &mut dyn FnMut(usize, Option<f64>),
+    ) {
+        let message = decode(line);
+        split_fields(&message, &mut scratch.fields, k);
+        for (i, f) in self.filters.iter().enumerate() {
+            let matched = match f.pattern.delimited() {
+                Some(d) => d.matches_fields(&message, &scratch.fields),
+                None => f.pattern.is_match(&message),
+            };
+            if matched && let MetricValue::Number(n) = f.value {
+                on_match(i, Some(n));
+            }
+        }
+    }
+
     /// Classifies every complete line of `buf` (lines end with `\n`; a final
     /// line without one counts too) and returns the number of lines.
     ///
@@ -183,6 +241,17 @@ impl Classifier {
         }
         let newlines = memchr::memchr_iter(b'\n', buf).count() as u64;
         let lines = newlines + u64::from(buf.last() != Some(&b'\n'));
+        if let Some(k) = self.leading {
+            let mut start = 0usize;
+            for end in memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len())) {
+                let line = strip_cr(&buf[start..end]);
+                start = end + 1;
+                if !line.is_empty() {
+                    self.classify_leading(line, k, scratch, &mut on_match);
+                }
+            }
+            return lines;
+        }
         match (&self.literals, self.all_gated) {
             (Some(ac), true) => {
                 // Lines are visited in order; `next_line` is where the next unvisited line starts.
@@ -240,6 +309,15 @@ impl Classifier {
         }
         self.classify(line, scratch, on_match);
         1
+    }
+}
+
+/// The line as text: borrowed when it is valid UTF-8 (the common case, and
+/// much cheaper to check than a lossy decode), else decoded lossily.
+fn decode(line: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(line) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
     }
 }
 

@@ -138,6 +138,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&pipeline),
     ));
 
+    // The log's tail tells at once when the configured patterns cannot fit its format.
+    for warning in crate::detector::startup_check(&config) {
+        warn!("{warning}");
+    }
+
     // READY=1: config, checkpoint and the first open succeeded (a missing file is being waited for).
     notifier.ready(&pipeline.status());
     info!(source = %what, state_dir = %state_dir.display(), "sshwatch running");

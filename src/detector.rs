@@ -193,6 +193,50 @@ impl Detector {
         near
     }
 
+    /// Like [`Detector::observe`], with the literal search already done by the
+    /// classifier: `candidates` has a bit per filter index whose literal words
+    /// are all in the line ([`crate::classify::Scratch::candidates`]). Saves a
+    /// second scan of every line. Falls back to [`Detector::observe`] when
+    /// there are more filters than bits.
+    pub fn observe_candidates(
+        &mut self,
+        line: &[u8],
+        matched: &[usize],
+        candidates: u64,
+        at: i64,
+    ) -> u64 {
+        if self.filters.len() > 64 {
+            return self.observe(line, matched, at);
+        }
+        if self.literals.is_none() {
+            return 0;
+        }
+        self.started.get_or_insert(at);
+        let minute = at.div_euclid(60) * 60;
+        for &i in matched {
+            if let Some(w) = self.filters.get_mut(i) {
+                bucket(&mut w.buckets, minute).matches += 1;
+                w.formats = FormatReport::default();
+            }
+        }
+        if candidates == 0 {
+            return 0;
+        }
+        let mut near = 0;
+        let mut text: Option<String> = None;
+        for (i, w) in self.filters.iter_mut().enumerate() {
+            if w.mask == 0 || candidates & (1 << i) == 0 || matched.contains(&i) {
+                continue;
+            }
+            near += 1;
+            bucket(&mut w.buckets, minute).near_misses += 1;
+            let t = text.get_or_insert_with(|| example_text(line));
+            w.formats.add(t);
+            w.example = Some(t.clone());
+        }
+        near
+    }
+
     /// Drops what is older than the window and returns the filters that just turned silent (or are
     /// still silent a window after their last warning): log each as a WARNING.
     pub fn evaluate(&mut self, now: i64) -> Vec<SilentFilter> {

@@ -13,7 +13,12 @@
 //! - [`classify`]: all configured patterns compiled together.
 //! - [`config`]: the TOML file, checked once into [`config::Config`].
 //! - [`offline`]: `test-pattern` and `classify`.
-//! - [`daemon`]: `run`, the long-running service.
+//! - [`source`]: the only code that reads the log (file tail, journal) and the checkpoint.
+//! - [`counter`]: pure per-minute counts.
+//! - [`sink`]: the only code that calls PutLogEvents and PutMetricData.
+//! - [`daemon`]: `run`, the long-running service; [`health`] talks to systemd.
+//! - [`format`], [`detector`], [`repeat`]: log-format detection, the silent-miss detector,
+//!   `message repeated N times` expansion.
 //! - [`bootstrap`], [`iam`], [`verify`]: the AWS-side setup and checks.
 //! - [`init`], [`replay`]: format detection and backfill.
 //! - [`aws`]: the only place that builds the SDK configuration.

@@ -1034,3 +1034,41 @@ async fn a_lost_response_ships_one_batch_twice_but_counts_it_once() {
     );
     assert_metrics(&moto.endpoint, &env.expected(&all), all.len()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_misses_of_a_format_the_patterns_cannot_fit_are_published() {
+    // rsyslog's RFC 3339 default: the seed patterns see `Invalid`, `Failed password`
+    // and never match. Each such line is a near miss, published as `FilterNearMisses`.
+    let moto = Moto::start();
+    let env = Env::new("");
+    fs::write(&env.log, "").unwrap();
+    let mut daemon = env.start(&moto.endpoint);
+    let lines = fixture("tests/fixtures/sshd/lab-deb12-openssh9.2p1-rsyslog-default.auth.log");
+    env.append(&lines);
+    wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(20)).await;
+    assert!(daemon.terminate().success(), "{}", daemon.stderr());
+
+    // Expected: per line, the filters whose literal words are all present but
+    // which do not match (the plain evaluator, independent of the classifier).
+    let config = Config::from_toml_str(&env.config_text, None).expect("config");
+    let mut want = 0.0;
+    for l in &lines {
+        for f in &config.metric_filters {
+            let lits = f.filter_pattern.required_literals();
+            if !lits.is_empty()
+                && lits.iter().all(|w| l.contains(w.as_str()))
+                && !f.filter_pattern.is_match(l)
+            {
+                want += 1.0;
+            }
+        }
+    }
+    assert!(want > 50.0, "the fixture has near misses: {want}");
+    let (sum, _, _) = metric(&moto.endpoint, "FilterNearMisses").await;
+    assert_eq!(sum, want, "FilterNearMisses");
+    let (invalid, _, _) = metric(&moto.endpoint, "InvalidUserMetrics").await;
+    assert_eq!(
+        invalid, 0.0,
+        "the seed pattern matches nothing in RFC 3339 lines"
+    );
+}

@@ -21,7 +21,7 @@ use crate::classify::{Classifier, Scratch};
 use crate::config::Config;
 use crate::counter::{Counter, Counts, Rules, minute_of};
 use crate::daemon::{Source, raised};
-use crate::detector::Detector;
+use crate::detector::{Detector, FILTER_NEAR_MISSES_METRIC};
 use crate::health::Pipeline;
 use crate::sink::{LogBatcher, LogEvent};
 use crate::source::{Line, Position};
@@ -114,6 +114,10 @@ pub(crate) struct Reader {
     hits: Vec<(usize, Option<f64>)>,
     /// The current line's matching filter indices (for the detector).
     matched: Vec<usize>,
+    /// The current line's near misses (filters whose words it carries but which it does not match).
+    near_misses: u64,
+    /// Namespace of the `FilterNearMisses` metric.
+    near_miss_namespace: String,
 }
 
 impl Reader {
@@ -145,6 +149,8 @@ impl Reader {
             pipeline,
             hits: Vec::new(),
             matched: Vec::new(),
+            near_misses: 0,
+            near_miss_namespace: config.metrics.namespace.clone(),
         }
     }
 
@@ -288,6 +294,20 @@ impl Reader {
         }
         let c = &mut self.run.counts;
         c.lines += 1;
+        if self.near_misses > 0 {
+            let n = (self.near_misses * times) as f64;
+            let ns = &self.near_miss_namespace;
+            match c
+                .extra
+                .iter_mut()
+                .find(|(a, b, _)| a == ns && b == FILTER_NEAR_MISSES_METRIC)
+            {
+                Some(e) => e.2 += n,
+                None => c
+                    .extra
+                    .push((ns.clone(), FILTER_NEAR_MISSES_METRIC.to_string(), n)),
+            }
+        }
         for &(filter, value) in &self.hits {
             let Some(&t) = self.rules.filter_targets.get(filter) else {
                 continue;
@@ -326,10 +346,14 @@ impl Reader {
         hits.clear();
         self.classifier
             .classify(&text, &mut self.scratch, |i, value| hits.push((i, value)));
+        self.near_misses = 0;
         if self.detector.is_active() {
             self.matched.clear();
             self.matched.extend(self.hits.iter().map(|h| h.0));
-            self.detector.observe(&text, &self.matched, secs);
+            let candidates = self.scratch.candidates();
+            self.near_misses =
+                self.detector
+                    .observe_candidates(&text, &self.matched, candidates, secs);
         }
         times
     }
