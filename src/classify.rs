@@ -28,6 +28,9 @@ struct Compiled {
     /// `None` = not a delimited pattern.
     fields_needed: Option<usize>,
     value: MetricValue,
+    /// `(field index, literal)` pairs when the pattern is decided by leading
+    /// fields equal to ASCII literals (the seed's shape): checkable on raw bytes.
+    exact: Option<Vec<(usize, Box<[u8]>)>>,
 }
 
 /// The compiled classifier for one set of metric filters.
@@ -43,12 +46,17 @@ pub struct Classifier {
     /// adds a number: the most leading fields any of them needs. Then a line
     /// is split once into that many fields and nothing else is looked at.
     leading: Option<usize>,
+    /// With `leading`: every filter has `exact` literals, so lines are checked
+    /// on their bytes without decoding them.
+    exact_all: bool,
 }
 
 /// Reusable per-thread buffers, so classifying a line allocates nothing.
 #[derive(Debug, Default)]
 pub struct Scratch {
     fields: Vec<Field>,
+    /// Byte ranges of the leading fields, for the exact-literal path.
+    spans: Vec<(usize, usize)>,
     /// Filters (bit per index, first 64) of the last classified line whose
     /// literal prefilter passed: every literal word present. See [`Scratch::candidates`].
     candidates: u64,
@@ -90,7 +98,18 @@ impl Classifier {
                 .filter_pattern
                 .delimited()
                 .map(|d| d.leading_fields_needed().unwrap_or(usize::MAX));
+            let exact = f
+                .filter_pattern
+                .delimited()
+                .and_then(|d| d.exact_leading_literals())
+                .map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .map(|(i, lit)| (i, lit.into_bytes().into_boxed_slice()))
+                        .collect()
+                });
             compiled.push(Compiled {
+                exact,
                 pattern: f.filter_pattern.clone(),
                 literal_mask: mask,
                 fields_needed,
@@ -115,11 +134,13 @@ impl Classifier {
                 _ => None,
             })
             .filter(|_| !compiled.is_empty());
+        let exact_all = leading.is_some() && compiled.iter().all(|c| c.exact.is_some());
         Classifier {
             filters: compiled,
             literals,
             all_gated,
             leading,
+            exact_all,
         }
     }
 
@@ -212,6 +233,26 @@ impl Classifier {
         scratch: &mut Scratch,
         on_match: &mut dyn FnMut(usize, Option<f64>),
     ) {
+        if self.exact_all && leading_spans(line, k, &mut scratch.spans) {
+            for (i, f) in self.filters.iter().enumerate() {
+                let (Some(needed), Some(pairs), MetricValue::Number(n)) =
+                    (f.fields_needed, &f.exact, &f.value)
+                else {
+                    continue;
+                };
+                let spans = &scratch.spans;
+                let matched = spans.len() >= needed
+                    && pairs.iter().all(|(field, lit)| {
+                        spans
+                            .get(*field)
+                            .is_some_and(|&(a, b)| line.get(a..b) == Some(&lit[..]))
+                    });
+                if matched {
+                    on_match(i, Some(*n));
+                }
+            }
+            return;
+        }
         let message = decode(line);
         split_fields(&message, &mut scratch.fields, k);
         for (i, f) in self.filters.iter().enumerate() {
@@ -310,6 +351,30 @@ impl Classifier {
         self.classify(line, scratch, on_match);
         1
     }
+}
+
+/// The byte ranges of the first `k` fields of `line`, split on runs of blanks
+/// and tabs exactly as [`split_fields`] does. Returns `false` (the caller takes
+/// the general path) when one of them starts with `"` or `[`, where grouping
+/// rules apply.
+fn leading_spans(line: &[u8], k: usize, out: &mut Vec<(usize, usize)>) -> bool {
+    out.clear();
+    let mut i = 0;
+    while out.len() < k {
+        while line.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
+            i += 1;
+        }
+        let Some(&first) = line.get(i) else { break };
+        if first == b'"' || first == b'[' {
+            return false;
+        }
+        let start = i;
+        while line.get(i).is_some_and(|&b| b != b' ' && b != b'\t') {
+            i += 1;
+        }
+        out.push((start, i));
+    }
+    true
 }
 
 /// The line as text: borrowed when it is valid UTF-8 (the common case, and

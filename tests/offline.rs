@@ -393,3 +393,65 @@ fn config_errors_name_the_key_and_line_and_exit_78() {
         "{err}"
     );
 }
+
+#[test]
+fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
+    // The bulk path checks the seed's leading fields on raw bytes; groups,
+    // tabs, blank runs, short lines and invalid UTF-8 must not change an answer.
+    let words: [&[u8]; 14] = [
+        b"Dec",
+        b" ",
+        b"\t",
+        b"  ",
+        b"9",
+        b"host",
+        b"sshd[1]:",
+        b"Invalid",
+        b"Failed",
+        b"password",
+        b"Connection",
+        b"closed",
+        b"\"q w\"",
+        b"[a b]",
+    ];
+    let extra: [&[u8]; 4] = [b"\xff", b"\"", b"[", b"Invalid\xf1"];
+    let filters = default_metric_filters();
+    let classifier = Classifier::new(&filters);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut buf = Vec::new();
+    let mut want = vec![0u64; filters.len()];
+    for _ in 0..20_000 {
+        let mut line = Vec::new();
+        for _ in 0..(next() % 12) {
+            let r = next();
+            if r % 9 == 0 {
+                line.extend_from_slice(extra[(r / 9 % 4) as usize]);
+            } else {
+                line.extend_from_slice(words[(r % 14) as usize]);
+                line.push(b' ');
+            }
+        }
+        let message = String::from_utf8_lossy(&line);
+        if !line.is_empty() {
+            for (i, f) in filters.iter().enumerate() {
+                want[i] += u64::from(f.filter_pattern.is_match(&message));
+            }
+        }
+        buf.extend_from_slice(&line);
+        buf.push(b'\n');
+    }
+    let mut got = vec![0u64; filters.len()];
+    let lines = classifier.count_buffer(&buf, &mut Scratch::default(), |i, _| got[i] += 1);
+    assert_eq!(lines, 20_000);
+    assert_eq!(got, want);
+    assert!(
+        want.iter().all(|&n| n > 0),
+        "every filter exercised: {want:?}"
+    );
+}

@@ -209,6 +209,19 @@ impl Cond {
         }
     }
 
+    /// Pushes `(field, literal)` for a condition that is exactly `= literal`
+    /// (or an AND of those); `None` for anything else.
+    fn exact_literals(&self, field: usize, out: &mut Vec<(usize, String)>) -> Option<()> {
+        match self {
+            Cond::All(cs) => cs.iter().try_for_each(|c| c.exact_literals(field, out)),
+            Cond::Cmp(Op::Eq, Val::Str(g)) => {
+                let lit = g.literal()?;
+                lit.is_ascii().then(|| out.push((field, lit.to_string())))
+            }
+            _ => None,
+        }
+    }
+
     /// Literals every accepted value equals (top-level AND of `=` strings).
     fn literals(&self, out: &mut Vec<String>) {
         match self {
@@ -535,6 +548,22 @@ impl DelimitedPattern {
         } else {
             None
         }
+    }
+
+    /// For a pattern decided by its leading fields whose every condition is
+    /// `= literal` (no wildcard, ASCII) or a conjunction of such: the
+    /// `(field index, literal)` pairs a message must have. Such a pattern can
+    /// be checked on raw bytes: field boundaries and ASCII equality do not
+    /// change when invalid UTF-8 is decoded lossily. `None` otherwise.
+    pub fn exact_leading_literals(&self) -> Option<Vec<(usize, String)>> {
+        self.leading_fields_needed()?;
+        let mut out = Vec::new();
+        for (i, e) in self.before.iter().enumerate() {
+            if let Some(c) = &e.cond {
+                c.exact_literals(i, &mut out)?;
+            }
+        }
+        Some(out)
     }
 
     /// Fewest fields a matching message has (R-SD-11, R-SD-12).
