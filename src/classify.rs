@@ -280,19 +280,29 @@ impl Classifier {
         if buf.is_empty() {
             return 0;
         }
-        let newlines = memchr::memchr_iter(b'\n', buf).count() as u64;
-        let lines = newlines + u64::from(buf.last() != Some(&b'\n'));
         if let Some(k) = self.leading {
+            // One pass: the newline search both delimits and counts the lines.
+            let mut lines = 0u64;
             let mut start = 0usize;
-            for end in memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len())) {
+            for end in memchr::memchr_iter(b'\n', buf) {
+                lines += 1;
                 let line = strip_cr(&buf[start..end]);
+                if !line.is_empty() {
+                    self.classify_leading(line, k, scratch, &mut on_match);
+                }
                 start = end + 1;
+            }
+            if let Some(last) = buf.get(start..).filter(|l| !l.is_empty()) {
+                lines += 1;
+                let line = strip_cr(last);
                 if !line.is_empty() {
                     self.classify_leading(line, k, scratch, &mut on_match);
                 }
             }
             return lines;
         }
+        let newlines = memchr::memchr_iter(b'\n', buf).count() as u64;
+        let lines = newlines + u64::from(buf.last() != Some(&b'\n'));
         match (&self.literals, self.all_gated) {
             (Some(ac), true) => {
                 // Lines are visited in order; `next_line` is where the next unvisited line starts.
