@@ -163,34 +163,20 @@ impl Detector {
     /// the amount to add to the minute's [`FILTER_NEAR_MISSES_METRIC`].
     pub fn observe(&mut self, line: &[u8], matched: &[usize], at: i64) -> u64 {
         let Some(ac) = &self.literals else { return 0 };
-        self.started.get_or_insert(at);
-        let minute = at.div_euclid(60) * 60;
-        for &i in matched {
-            if let Some(w) = self.filters.get_mut(i) {
-                bucket(&mut w.buckets, minute).matches += 1;
-                w.formats = FormatReport::default();
-            }
-        }
         let mut hits = 0u64;
         for m in ac.find_overlapping_iter(line) {
             hits |= 1 << m.pattern().as_usize();
         }
-        if hits == 0 {
-            return 0;
-        }
-        let mut near = 0;
-        let mut text: Option<String> = None;
-        for (i, w) in self.filters.iter_mut().enumerate() {
-            if w.mask == 0 || hits & w.mask != w.mask || matched.contains(&i) {
-                continue;
-            }
-            near += 1;
-            bucket(&mut w.buckets, minute).near_misses += 1;
-            let t = text.get_or_insert_with(|| example_text(line));
-            w.formats.add(t);
-            w.example = Some(t.clone());
-        }
-        near
+        // Filters whose literal words are all present, a bit per filter index
+        // (the same sets `observe_candidates` receives from the classifier).
+        let candidates: Vec<bool> = self
+            .filters
+            .iter()
+            .map(|w| w.mask != 0 && hits & w.mask == w.mask)
+            .collect();
+        self.record(line, matched, at, |i| {
+            candidates.get(i).copied().unwrap_or(false)
+        })
     }
 
     /// Like [`Detector::observe`], with the literal search already done by the
@@ -211,6 +197,18 @@ impl Detector {
         if self.literals.is_none() {
             return 0;
         }
+        self.record(line, matched, at, |i| candidates & (1 << i) != 0)
+    }
+
+    /// Counts the line's matches and its near misses: filters with all their
+    /// words present (`is_candidate`) that did not match.
+    fn record(
+        &mut self,
+        line: &[u8],
+        matched: &[usize],
+        at: i64,
+        is_candidate: impl Fn(usize) -> bool,
+    ) -> u64 {
         self.started.get_or_insert(at);
         let minute = at.div_euclid(60) * 60;
         for &i in matched {
@@ -219,13 +217,10 @@ impl Detector {
                 w.formats = FormatReport::default();
             }
         }
-        if candidates == 0 {
-            return 0;
-        }
         let mut near = 0;
         let mut text: Option<String> = None;
         for (i, w) in self.filters.iter_mut().enumerate() {
-            if w.mask == 0 || candidates & (1 << i) == 0 || matched.contains(&i) {
+            if w.mask == 0 || !is_candidate(i) || matched.contains(&i) {
                 continue;
             }
             near += 1;
