@@ -5,7 +5,10 @@
 //! and a line is split into fields at most once for all space-delimited
 //! filters. [`Classifier::count_buffer`] runs the literal search over a whole
 //! buffer of lines, so lines that carry none of the words cost only the
-//! newline count. The plain evaluator ([`FilterPattern::is_match`]) stays the
+//! newline count. When every filter is decided by its leading fields (the
+//! seed's `[Mon, day, timestamp, ip, id, status = Invalid, ...]` shape),
+//! bulk counting splits each line once into those fields and compares plain
+//! literals as bytes. The plain evaluator ([`FilterPattern::is_match`]) stays the
 //! reference; the tests check that both agree.
 
 use std::borrow::Cow;
@@ -269,8 +272,11 @@ impl Classifier {
     /// Classifies every complete line of `buf` (lines end with `\n`; a final
     /// line without one counts too) and returns the number of lines.
     ///
-    /// When every filter has a literal prefilter, the literal search runs over
-    /// the whole buffer and only lines with a hit are looked at.
+    /// When every filter is decided by its leading fields (the seed's shape),
+    /// each line is split once into those fields, compared as bytes when the
+    /// conditions are plain literals. Otherwise, when every filter has a
+    /// literal prefilter, the literal search runs over the whole buffer and
+    /// only lines with a hit are looked at.
     pub fn count_buffer(
         &self,
         buf: &[u8],
