@@ -287,23 +287,18 @@ impl Classifier {
             return 0;
         }
         if let Some(k) = self.leading {
-            // One pass: the newline search both delimits and counts the lines.
+            // One pass: the newline search both delimits and counts the lines;
+            // a last line without a newline ends at the end of the buffer.
+            let last = (buf.last() != Some(&b'\n')).then_some(buf.len());
             let mut lines = 0u64;
             let mut start = 0usize;
-            for end in memchr::memchr_iter(b'\n', buf) {
+            for end in memchr::memchr_iter(b'\n', buf).chain(last) {
                 lines += 1;
                 let line = strip_cr(&buf[start..end]);
                 if !line.is_empty() {
                     self.classify_leading(line, k, scratch, &mut on_match);
                 }
                 start = end + 1;
-            }
-            if let Some(last) = buf.get(start..).filter(|l| !l.is_empty()) {
-                lines += 1;
-                let line = strip_cr(last);
-                if !line.is_empty() {
-                    self.classify_leading(line, k, scratch, &mut on_match);
-                }
             }
             return lines;
         }
