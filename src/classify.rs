@@ -12,6 +12,7 @@
 //! reference; the tests check that both agree.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use aho_corasick::AhoCorasick;
 
@@ -59,7 +60,7 @@ pub struct Classifier {
 pub struct Scratch {
     fields: Vec<Field>,
     /// Byte ranges of the leading fields, for the exact-literal path.
-    spans: Vec<(usize, usize)>,
+    spans: Spans,
     /// Filters (bit per index, first 64) of the last classified line whose
     /// literal prefilter passed: every literal word present. See [`Scratch::candidates`].
     candidates: u64,
@@ -137,7 +138,8 @@ impl Classifier {
                 _ => None,
             })
             .filter(|_| !compiled.is_empty());
-        let exact_all = leading.is_some() && compiled.iter().all(|c| c.exact.is_some());
+        let exact_all = leading.is_some_and(|k| k <= MAX_EXACT_FIELDS)
+            && compiled.iter().all(|c| c.exact.is_some());
         Classifier {
             filters: compiled,
             literals,
@@ -227,23 +229,25 @@ impl Classifier {
         }
     }
 
-    /// The leading-fields path of [`Classifier::count_buffer`]: split `line`
-    /// into its first `k` fields once and evaluate every filter on them.
+    /// The leading-fields path of [`Classifier::count_buffer`]: split the line
+    /// `buf[range]` into its first `k` fields once and evaluate every filter on them.
     fn classify_leading(
         &self,
-        line: &[u8],
+        buf: &[u8],
+        range: Range<usize>,
         k: usize,
         scratch: &mut Scratch,
         on_match: &mut dyn FnMut(usize, Option<f64>),
     ) {
-        if self.exact_all && leading_spans(line, k, &mut scratch.spans) {
+        let line = &buf[range.clone()];
+        if self.exact_all && leading_spans(buf, range, k, &mut scratch.spans) {
             for (i, f) in self.filters.iter().enumerate() {
                 let (Some(needed), Some(pairs), MetricValue::Number(n)) =
                     (f.fields_needed, &f.exact, &f.value)
                 else {
                     continue;
                 };
-                let spans = &scratch.spans;
+                let spans = scratch.spans.as_slice();
                 let matched = spans.len() >= needed
                     && pairs.iter().all(|(field, lit)| {
                         spans
@@ -294,9 +298,9 @@ impl Classifier {
             let mut start = 0usize;
             for end in memchr::memchr_iter(b'\n', buf).chain(last) {
                 lines += 1;
-                let line = strip_cr(&buf[start..end]);
-                if !line.is_empty() {
-                    self.classify_leading(line, k, scratch, &mut on_match);
+                let len = strip_cr(&buf[start..end]).len();
+                if len > 0 {
+                    self.classify_leading(buf, start..start + len, k, scratch, &mut on_match);
                 }
                 start = end + 1;
             }
@@ -364,28 +368,130 @@ impl Classifier {
     }
 }
 
-/// The byte ranges of the first `k` fields of `line`, split on runs of blanks
-/// and tabs exactly as [`split_fields`] does. Returns `false` (the caller takes
-/// the general path) when one of them starts with `"` or `[`, where grouping
-/// rules apply.
-fn leading_spans(line: &[u8], k: usize, out: &mut Vec<(usize, usize)>) -> bool {
-    out.clear();
-    let mut i = 0;
-    while out.len() < k {
-        while line.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
-            i += 1;
+/// The byte ranges of the first `k` fields of the line `buf[line]`, split on
+/// runs of blanks and tabs exactly as [`split_fields`] does (ranges relative
+/// to the line start). Returns `false` (the caller takes the general path)
+/// when one of them starts with `"` or `[`, where grouping rules apply.
+///
+/// The line is read 64 bytes at a time: one bit mask says which bytes are
+/// blanks, and field starts and ends are the mask's edges, so the cost per
+/// field is a few bit operations instead of a loop over its bytes. A window
+/// may reach past the line end into the rest of `buf` (those bytes are
+/// masked out), so only a window at the very end of `buf` is copied.
+fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
+    let k = k.min(MAX_EXACT_FIELDS);
+    let len = line.len();
+    let mut count = 0usize;
+    let mut base = 0usize;
+    let mut padded = [0u8; WINDOW];
+    // Whether the byte before the window is a separator (the line start counts as one).
+    let mut prev_blank = 1u64;
+    // Start of the field being read (`None` between fields).
+    let mut open: Option<usize> = None;
+    while count < k && base < len {
+        let at = line.start + base;
+        let n = (len - base).min(WINDOW);
+        let window: &[u8; WINDOW] = match buf.get(at..).and_then(<[u8]>::first_chunk) {
+            Some(w) => w,
+            None => {
+                // Bytes past `n` are masked out below, whatever they hold.
+                padded[..n].copy_from_slice(&buf[at..at + n]);
+                &padded
+            }
+        };
+        // Bytes past the end of the line count as blanks: they end the last field.
+        let past_end = if n == WINDOW { 0 } else { !0u64 << n };
+        let blanks = blank_mask(window) | past_end;
+        let before = (blanks << 1) | prev_blank;
+        // Starts and ends alternate: start, end, start, end, …
+        let mut starts = !blanks & before;
+        let mut ends = blanks & !before;
+        loop {
+            let start = match open {
+                Some(start) => start,
+                None => {
+                    if starts == 0 {
+                        break;
+                    }
+                    let first = starts.trailing_zeros() as usize;
+                    starts &= starts - 1;
+                    let lead = window[first];
+                    if (lead == b'"') | (lead == b'[') {
+                        return false;
+                    }
+                    base + first
+                }
+            };
+            if ends == 0 {
+                open = Some(start);
+                break;
+            }
+            out.bounds[count] = (start, base + ends.trailing_zeros() as usize);
+            ends &= ends - 1;
+            open = None;
+            count += 1;
+            if count == k {
+                break;
+            }
         }
-        let Some(&first) = line.get(i) else { break };
-        if first == b'"' || first == b'[' {
-            return false;
-        }
-        let start = i;
-        while line.get(i).is_some_and(|&b| b != b' ' && b != b'\t') {
-            i += 1;
-        }
-        out.push((start, i));
+        prev_blank = blanks >> 63;
+        base += WINDOW;
     }
+    if let (Some(start), true) = (open, count < k) {
+        out.bounds[count] = (start, len);
+        count += 1;
+    }
+    out.len = count;
     true
+}
+
+/// Most leading fields the byte-level path splits (the seed's filters need 7).
+const MAX_EXACT_FIELDS: usize = 16;
+
+/// Byte ranges of a line's leading fields, kept inline (no allocation, no growth checks).
+#[derive(Debug, Clone, Copy)]
+struct Spans {
+    bounds: [(usize, usize); MAX_EXACT_FIELDS],
+    len: usize,
+}
+
+impl Default for Spans {
+    fn default() -> Spans {
+        Spans {
+            bounds: [(0, 0); MAX_EXACT_FIELDS],
+            len: 0,
+        }
+    }
+}
+
+impl Spans {
+    fn as_slice(&self) -> &[(usize, usize)] {
+        &self.bounds[..self.len]
+    }
+}
+
+/// Bytes [`leading_spans`] looks at per step (one bit each in a `u64`).
+const WINDOW: usize = 64;
+
+/// A bit per byte of `window`: set for a blank or a tab. Eight bytes are
+/// compared at a time inside a `u64` (exact: no false positives).
+fn blank_mask(window: &[u8; WINDOW]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // High bit of each byte set where that byte of `x` is zero.
+    let zero_bytes = |x: u64| !(((x & LOW7) + LOW7) | x) & !LOW7;
+    let mut mask = 0u64;
+    for (i, chunk) in window.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let hits =
+            zero_bytes(x ^ (ONES * u64::from(b' '))) | zero_bytes(x ^ (ONES * u64::from(b'\t')));
+        // Gather the eight high bits into one byte, byte j to bit j.
+        let byte = ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        mask |= byte << (8 * i);
+    }
+    mask
 }
 
 /// The line as text: borrowed when it is valid UTF-8 (the common case, and

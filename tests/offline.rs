@@ -397,8 +397,9 @@ fn config_errors_name_the_key_and_line_and_exit_78() {
 #[test]
 fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
     // The bulk path checks the seed's leading fields on raw bytes; groups,
-    // tabs, blank runs, short lines and invalid UTF-8 must not change an answer.
-    let words: [&[u8]; 14] = [
+    // tabs, blank runs, short lines, fields and blank runs across the 64-byte
+    // steps of the field scan, and invalid UTF-8 must not change an answer.
+    let words: [&[u8]; 16] = [
         b"Dec",
         b" ",
         b"\t",
@@ -413,6 +414,8 @@ fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
         b"closed",
         b"\"q w\"",
         b"[a b]",
+        b"ip-172-31-45-123.eu-west-1.compute.internal",
+        b" \t                                                             ",
     ];
     let extra: [&[u8]; 4] = [b"\xff", b"\"", b"[", b"Invalid\xf1"];
     let filters = default_metric_filters();
@@ -428,12 +431,12 @@ fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
     let mut want = vec![0u64; filters.len()];
     for _ in 0..20_000 {
         let mut line = Vec::new();
-        for _ in 0..(next() % 12) {
+        for _ in 0..(next() % 14) {
             let r = next();
             if r % 9 == 0 {
                 line.extend_from_slice(extra[(r / 9 % 4) as usize]);
             } else {
-                line.extend_from_slice(words[(r % 14) as usize]);
+                line.extend_from_slice(words[(r % 16) as usize]);
                 line.push(b' ');
             }
         }
