@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use aho_corasick::AhoCorasick;
+use memchr::memmem;
 
 use crate::config::{MetricFilter, MetricValue};
 use crate::pattern::{Field, FilterPattern, split_fields};
@@ -43,6 +44,8 @@ pub struct Classifier {
     filters: Vec<Compiled>,
     /// Searches every literal of every filter at once (`None` when no filter has one).
     literals: Option<AhoCorasick>,
+    /// One substring searcher per literal word (same indices as the bits).
+    finders: Vec<memmem::Finder<'static>>,
     /// True when every filter has a prefilter, so a line without any literal matches nothing.
     all_gated: bool,
     /// When every filter is a space-delimited pattern decided by its leading
@@ -143,6 +146,10 @@ impl Classifier {
         Classifier {
             filters: compiled,
             literals,
+            finders: words
+                .iter()
+                .map(|w| memmem::Finder::new(w.as_bytes()).into_owned())
+                .collect(),
             all_gated,
             leading,
             exact_all,
@@ -179,6 +186,15 @@ impl Classifier {
         scratch: &mut Scratch,
         mut on_match: impl FnMut(usize, Option<f64>),
     ) {
+        if let (Some(k), true) = (self.leading, self.exact_all)
+            && leading_spans(line, 0..line.len(), k, &mut scratch.spans)
+        {
+            // The seed's shape: decided on the line's bytes, no literal scan
+            // needed except for the candidates of the filters that missed.
+            let matched = self.match_exact(line, &scratch.spans, &mut on_match);
+            scratch.candidates = self.candidates_after(line, matched);
+            return;
+        }
         let hits = self.literal_hits(line);
         if self.all_gated && hits == 0 {
             scratch.candidates = 0;
@@ -229,6 +245,77 @@ impl Classifier {
         }
     }
 
+    /// Evaluates every filter's `exact` literals on the leading fields `spans`
+    /// of `line`; returns the matched filters as bits (first 64).
+    fn match_exact(
+        &self,
+        line: &[u8],
+        spans: &Spans,
+        on_match: &mut dyn FnMut(usize, Option<f64>),
+    ) -> u64 {
+        let spans = spans.as_slice();
+        let mut matched_bits = 0u64;
+        for (i, f) in self.filters.iter().enumerate() {
+            let (Some(needed), Some(pairs), MetricValue::Number(n)) =
+                (f.fields_needed, &f.exact, &f.value)
+            else {
+                continue;
+            };
+            let matched = spans.len() >= needed
+                && pairs.iter().all(|(field, lit)| {
+                    spans
+                        .get(*field)
+                        .is_some_and(|&(a, b)| line.get(a..b) == Some(&lit[..]))
+                });
+            if matched {
+                if i < 64 {
+                    matched_bits |= 1 << i;
+                }
+                on_match(i, Some(*n));
+            }
+        }
+        matched_bits
+    }
+
+    /// [`Scratch::candidates`] for a line matched by the byte-level path:
+    /// a matched filter carries its words by definition; for the others each
+    /// word is looked for once (SIMD substring search), stopping at the
+    /// first one missing.
+    fn candidates_after(&self, line: &[u8], matched_bits: u64) -> u64 {
+        let mut known = 0u64;
+        let mut present = 0u64;
+        let mut candidates = 0u64;
+        for (i, f) in self.filters.iter().enumerate().take(64) {
+            if f.literal_mask == 0 {
+                continue;
+            }
+            if matched_bits & (1 << i) != 0 {
+                candidates |= 1 << i;
+                continue;
+            }
+            let mut words = f.literal_mask;
+            let mut all = true;
+            while words != 0 {
+                let w = words.trailing_zeros() as usize;
+                words &= words - 1;
+                if known & (1 << w) == 0 {
+                    known |= 1 << w;
+                    if self.finders.get(w).is_some_and(|f| f.find(line).is_some()) {
+                        present |= 1 << w;
+                    }
+                }
+                if present & (1 << w) == 0 {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                candidates |= 1 << i;
+            }
+        }
+        candidates
+    }
+
     /// The leading-fields path of [`Classifier::count_buffer`]: split the line
     /// `buf[range]` into its first `k` fields once and evaluate every filter on them.
     fn classify_leading(
@@ -241,23 +328,7 @@ impl Classifier {
     ) {
         let line = &buf[range.clone()];
         if self.exact_all && leading_spans(buf, range, k, &mut scratch.spans) {
-            for (i, f) in self.filters.iter().enumerate() {
-                let (Some(needed), Some(pairs), MetricValue::Number(n)) =
-                    (f.fields_needed, &f.exact, &f.value)
-                else {
-                    continue;
-                };
-                let spans = scratch.spans.as_slice();
-                let matched = spans.len() >= needed
-                    && pairs.iter().all(|(field, lit)| {
-                        spans
-                            .get(*field)
-                            .is_some_and(|&(a, b)| line.get(a..b) == Some(&lit[..]))
-                    });
-                if matched {
-                    on_match(i, Some(*n));
-                }
-            }
+            self.match_exact(line, &scratch.spans, on_match);
             return;
         }
         let message = decode(line);

@@ -213,7 +213,7 @@ fn open_source(config: &Config, cp: &Checkpoint) -> anyhow::Result<Source> {
 /// for the journal).
 fn resumes(shipped: Option<&Position>, source: &Source, config: &Config) -> bool {
     match (shipped, source) {
-        (Some(Position::File { path, .. }), Source::File(_)) => *path == config.source.file_path,
+        (Some(Position::File { path, .. }), Source::File(_)) => **path == *config.source.file_path,
         (Some(Position::Journal { .. }), Source::Journal(_)) => true,
         _ => false,
     }

@@ -217,16 +217,18 @@ pub async fn run(
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gate = WatchdogGate::default();
+    let mut trim = crate::memory::TrimGate::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = crate::daemon::raised(&mut shutdown) => return,
         }
-        if watchdog.is_some() {
-            let activity = pipeline.activity.load(Ordering::Relaxed);
-            if gate.tick(activity, pipeline.idle()) {
-                notifier.watchdog();
-            }
+        let activity = pipeline.activity.load(Ordering::Relaxed);
+        if watchdog.is_some() && gate.tick(activity, pipeline.idle()) {
+            notifier.watchdog();
+        }
+        if trim.tick(activity, pipeline.idle()) {
+            crate::memory::release_free_memory();
         }
         notifier.status(&pipeline.status());
     }

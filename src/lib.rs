@@ -16,7 +16,8 @@
 //! - [`source`]: the only code that reads the log (file tail, journal) and the checkpoint.
 //! - [`counter`]: pure per-minute counts.
 //! - [`sink`]: the only code that calls PutLogEvents and PutMetricData.
-//! - [`daemon`]: `run`, the long-running service; [`health`] talks to systemd.
+//! - [`daemon`]: `run`, the long-running service; [`health`] talks to systemd; [`memory`] hands
+//!   memory freed after a burst back to the system.
 //! - [`format`], [`detector`], [`repeat`]: log-format detection, the silent-miss detector,
 //!   `message repeated N times` expansion.
 //! - [`bootstrap`], [`iam`], [`verify`]: the AWS-side setup and checks.
@@ -39,6 +40,7 @@ pub mod health;
 pub mod iam;
 pub mod init;
 pub mod logging;
+pub mod memory;
 pub mod offline;
 pub mod pattern;
 pub mod repeat;

@@ -396,7 +396,8 @@ fn config_errors_name_the_key_and_line_and_exit_78() {
 
 #[test]
 fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
-    // The bulk path checks the seed's leading fields on raw bytes; groups,
+    // The bulk and the per-line paths check the seed's leading fields on raw
+    // bytes (and the per-line one reports which filters carry their words); groups,
     // tabs, blank runs, short lines, fields and blank runs across the 64-byte
     // steps of the field scan, and invalid UTF-8 must not change an answer.
     let words: [&[u8]; 16] = [
@@ -429,6 +430,7 @@ fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
     };
     let mut buf = Vec::new();
     let mut want = vec![0u64; filters.len()];
+    let mut scratch = Scratch::default();
     for _ in 0..20_000 {
         let mut line = Vec::new();
         for _ in 0..(next() % 14) {
@@ -442,8 +444,22 @@ fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
         }
         let message = String::from_utf8_lossy(&line);
         if !line.is_empty() {
+            let mut one = vec![false; filters.len()];
+            classifier.classify(&line, &mut scratch, |i, _| one[i] = true);
             for (i, f) in filters.iter().enumerate() {
-                want[i] += u64::from(f.filter_pattern.is_match(&message));
+                let matched = f.filter_pattern.is_match(&message);
+                want[i] += u64::from(matched);
+                assert_eq!(one[i], matched, "filter {i} on {message:?}");
+                // A candidate carries every word the filter requires.
+                let words = f.filter_pattern.required_literals();
+                let carries = words
+                    .iter()
+                    .all(|w| line.windows(w.len().max(1)).any(|win| win == w.as_bytes()));
+                assert_eq!(
+                    scratch.candidates() & (1 << i) != 0,
+                    carries,
+                    "candidate {i} on {message:?}"
+                );
             }
         }
         buf.extend_from_slice(&line);

@@ -146,7 +146,7 @@ async fn appended_lines_come_exactly_with_positions() {
         let Position::File { path, .. } = &l.end else {
             unreachable!()
         };
-        assert_eq!(path, &env.path);
+        assert_eq!(&**path, env.path.as_path());
     }
     expect_quiet(&mut src).await;
 

@@ -176,7 +176,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::Path;
 
     use super::*;
     use crate::config::Config;
@@ -195,7 +195,7 @@ mod tests {
 
     fn pos(offset: u64) -> Position {
         Position::File {
-            path: PathBuf::from("/var/log/secure"),
+            path: Path::new("/var/log/secure").into(),
             id: FileId {
                 dev: 1,
                 ino: 2,

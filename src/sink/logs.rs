@@ -207,22 +207,25 @@ impl LogsSink {
     ) -> Result<(), Shutdown> {
         let len = batch.len();
         let bytes = batch_bytes(&batch);
-        let input = match to_input(batch) {
-            Ok(input) => input,
-            Err(reason) => {
-                self.reject(len, reason, outcome);
-                return Ok(());
-            }
-        };
+        let retained = Retained::of(&batch);
+        let mut first = Some(batch);
         let mut retrier = Retrier::new("PutLogEvents", self.backoff, &self.stats, shutdown);
         let mut creations = 0u32;
         let accepted = loop {
+            let events = first.take().unwrap_or_else(|| retained.events());
+            let input = match to_input(events) {
+                Ok(input) => input,
+                Err(reason) => {
+                    self.reject(len, reason, outcome);
+                    return Ok(());
+                }
+            };
             let call = self
                 .client
                 .put_log_events()
                 .log_group_name(&self.group)
                 .log_stream_name(&self.stream)
-                .set_log_events(Some(input.clone()))
+                .set_log_events(Some(input))
                 .send();
             let failure = match or_shutdown(call, shutdown).await? {
                 Ok(accepted) => break accepted,
@@ -340,6 +343,44 @@ impl LogsSink {
                 }
             }
         }
+    }
+}
+
+/// A batch's events in one buffer. The first attempt hands the SDK the events themselves; a retry
+/// rebuilds them from here. A batch costs one copy, not an allocation per event per attempt.
+#[derive(Debug)]
+struct Retained {
+    text: String,
+    /// `(timestamp_ms, end of the message in text)` per event.
+    events: Vec<(i64, usize)>,
+}
+
+impl Retained {
+    fn of(batch: &[LogEvent]) -> Retained {
+        let mut text = String::with_capacity(batch.iter().map(|e| e.message.len()).sum());
+        let events = batch
+            .iter()
+            .map(|e| {
+                text.push_str(&e.message);
+                (e.timestamp_ms, text.len())
+            })
+            .collect();
+        Retained { text, events }
+    }
+
+    fn events(&self) -> Vec<LogEvent> {
+        let mut start = 0;
+        self.events
+            .iter()
+            .map(|&(timestamp_ms, end)| {
+                let message = self.text.get(start..end).unwrap_or_default().to_owned();
+                start = end;
+                LogEvent {
+                    timestamp_ms,
+                    message,
+                }
+            })
+            .collect()
     }
 }
 
@@ -472,6 +513,24 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
+
+    #[test]
+    fn a_retry_sends_the_same_events_as_the_first_attempt() {
+        let batch: Vec<LogEvent> = ["", "Failed password for root", "caf\u{e9} \u{1f511}", "x"]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| LogEvent {
+                timestamp_ms: 1_700_000_000_000 + i as i64,
+                message: (*m).to_owned(),
+            })
+            .collect();
+        let retained = Retained::of(&batch);
+        let again = retained.events();
+        assert_eq!(again.len(), batch.len());
+        for (a, b) in again.iter().zip(&batch) {
+            assert_eq!((a.timestamp_ms, &a.message), (b.timestamp_ms, &b.message));
+        }
+    }
 
     #[test]
     fn placeholders_expand_and_fall_back_to_the_hostname() {

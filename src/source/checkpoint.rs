@@ -141,7 +141,7 @@ mod tests {
 
     fn sample() -> Checkpoint {
         let pos = Position::File {
-            path: PathBuf::from("/var/log/secure"),
+            path: Path::new("/var/log/secure").into(),
             id: FileId {
                 dev: 2049,
                 ino: 1234,

@@ -43,6 +43,7 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, warn};
@@ -89,7 +90,7 @@ pub struct SourceStatus {
 /// Follows `source.file_path`; see the module documentation.
 #[derive(Debug)]
 pub struct FileSource {
-    path: PathBuf,
+    path: Arc<Path>,
     poll_interval: Duration,
     /// Files rotated away from `path`, oldest first, finished through their descriptors.
     rotated: VecDeque<Tail>,
@@ -121,7 +122,7 @@ impl FileSource {
             _ => PathBuf::from("."),
         };
         let mut src = FileSource {
-            path,
+            path: path.into(),
             poll_interval: config.poll_interval.max(MIN_POLL_INTERVAL),
             rotated: VecDeque::new(),
             current: None,
@@ -291,7 +292,7 @@ impl FileSource {
         for entry in entries {
             let entry = entry.map_err(|e| context(e, "cannot list", dir))?;
             let candidate = entry.path();
-            if candidate == self.path {
+            if *candidate == *self.path {
                 continue;
             }
             let Ok(meta) = fs::symlink_metadata(&candidate) else {
@@ -398,7 +399,7 @@ impl FileSource {
 
 /// Lines gathered by one poll.
 struct Batch {
-    path: PathBuf,
+    path: Arc<Path>,
     max: usize,
     used: usize,
     now: SystemTime,
@@ -459,9 +460,9 @@ impl Tail {
         }
     }
 
-    fn position(&self, path: &Path, offset: u64) -> Position {
+    fn position(&self, path: &Arc<Path>, offset: u64) -> Position {
         Position::File {
-            path: path.to_path_buf(),
+            path: Arc::clone(path),
             id: self.id.clone(),
             offset,
         }

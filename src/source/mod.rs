@@ -15,7 +15,8 @@ mod fingerprint;
 pub mod journal;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +45,8 @@ pub enum Position {
     /// `path` is the followed path (`source.file_path`), also while a file rotated away from it is being
     /// finished: `id` says which file, `offset` is the byte after the last consumed one.
     File {
-        path: PathBuf,
+        /// Shared: every line read carries a position, and cloning this is a counter increment.
+        path: Arc<Path>,
         id: FileId,
         offset: u64,
     },
