@@ -7,9 +7,10 @@
 //! buffer of lines, so lines that carry none of the words cost only the
 //! newline count. When every filter is decided by its leading fields (the
 //! seed's `[Mon, day, timestamp, ip, id, status = Invalid, ...]` shape),
-//! bulk counting splits each line once into those fields and compares plain
-//! literals as bytes. The plain evaluator ([`FilterPattern::is_match`]) stays the
-//! reference; the tests check that both agree.
+//! each line (in bulk or one at a time) is split once into those fields and
+//! plain literals are compared as bytes. The plain evaluator
+//! ([`FilterPattern::is_match`]) stays the reference; the tests check that
+//! both agree.
 
 use std::borrow::Cow;
 use std::ops::Range;
