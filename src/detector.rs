@@ -167,16 +167,8 @@ impl Detector {
         for m in ac.find_overlapping_iter(line) {
             hits |= 1 << m.pattern().as_usize();
         }
-        // Filters whose literal words are all present, a bit per filter index
-        // (the same sets `observe_candidates` receives from the classifier).
-        let candidates: Vec<bool> = self
-            .filters
-            .iter()
-            .map(|w| w.mask != 0 && hits & w.mask == w.mask)
-            .collect();
-        self.record(line, matched, at, |i| {
-            candidates.get(i).copied().unwrap_or(false)
-        })
+        // A candidate carries every literal word of its filter (`mask`: bits of `hits`).
+        self.record(line, matched, at, |_, mask| hits & mask == mask)
     }
 
     /// Like [`Detector::observe`], with the literal search already done by the
@@ -197,17 +189,17 @@ impl Detector {
         if self.literals.is_none() {
             return 0;
         }
-        self.record(line, matched, at, |i| candidates & (1 << i) != 0)
+        self.record(line, matched, at, |i, _| candidates & (1 << i) != 0)
     }
 
     /// Counts the line's matches and its near misses: filters with all their
-    /// words present (`is_candidate`) that did not match.
+    /// words present (`is_candidate(filter index, literal-word mask)`) that did not match.
     fn record(
         &mut self,
         line: &[u8],
         matched: &[usize],
         at: i64,
-        is_candidate: impl Fn(usize) -> bool,
+        is_candidate: impl Fn(usize, u64) -> bool,
     ) -> u64 {
         self.started.get_or_insert(at);
         let minute = at.div_euclid(60) * 60;
@@ -220,7 +212,7 @@ impl Detector {
         let mut near = 0;
         let mut text: Option<String> = None;
         for (i, w) in self.filters.iter_mut().enumerate() {
-            if w.mask == 0 || !is_candidate(i) || matched.contains(&i) {
+            if w.mask == 0 || !is_candidate(i, w.mask) || matched.contains(&i) {
                 continue;
             }
             near += 1;
