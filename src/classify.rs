@@ -21,6 +21,10 @@ use memchr::memmem;
 use crate::config::{MetricFilter, MetricValue};
 use crate::pattern::{Field, FilterPattern, split_fields};
 
+mod window;
+
+use window::WINDOW;
+
 /// Most distinct literals tracked per line (bits of a `u64` mask).
 const MAX_LITERALS: usize = 64;
 
@@ -34,9 +38,56 @@ struct Compiled {
     /// `None` = not a delimited pattern.
     fields_needed: Option<usize>,
     value: MetricValue,
-    /// `(field index, literal)` pairs when the pattern is decided by leading
-    /// fields equal to ASCII literals (the seed's shape): checkable on raw bytes.
-    exact: Option<Vec<(usize, Box<[u8]>)>>,
+}
+
+/// A filter decided by leading fields equal to ASCII literals (the seed's
+/// shape), laid out for the byte-level path.
+#[derive(Debug, Clone)]
+struct ExactFilter {
+    /// Index in [`Classifier::filters`].
+    index: usize,
+    /// Fewest fields a matching line has.
+    needed: usize,
+    value: f64,
+    /// `(field index, literal)`: every one must hold.
+    fields: Box<[(usize, Literal)]>,
+}
+
+/// A literal a whole field must equal.
+#[derive(Debug, Clone)]
+struct Literal {
+    bytes: Box<[u8]>,
+    /// For literals of at most 16 bytes: the bytes as a little-endian `u128`
+    /// and a mask of that many low bytes, to compare a field in one step.
+    word: u128,
+    mask: u128,
+}
+
+impl Literal {
+    fn new(bytes: Box<[u8]>) -> Literal {
+        let (word, mask) = match bytes.len() {
+            len @ 1..=16 => {
+                let mut padded = [0u8; 16];
+                padded[..len].copy_from_slice(&bytes);
+                (u128::from_le_bytes(padded), u128::MAX >> (8 * (16 - len)))
+            }
+            _ => (0, 0),
+        };
+        Literal { bytes, word, mask }
+    }
+
+    /// Whether `line[a..b]` is this literal: lengths first (most fields
+    /// differ there, without reading a byte), then the bytes, sixteen at a
+    /// time when the line has that many from `a` on.
+    fn is_field(&self, line: &[u8], a: usize, b: usize) -> bool {
+        if b - a != self.bytes.len() {
+            return false;
+        }
+        match line.get(a..).and_then(<[u8]>::first_chunk::<16>) {
+            Some(w) if self.mask != 0 => u128::from_le_bytes(*w) & self.mask == self.word,
+            _ => line.get(a..b) == Some(&self.bytes[..]),
+        }
+    }
 }
 
 /// The compiled classifier for one set of metric filters.
@@ -54,9 +105,9 @@ pub struct Classifier {
     /// adds a number: the most leading fields any of them needs. Then a line
     /// is split once into that many fields and nothing else is looked at.
     leading: Option<usize>,
-    /// With `leading`: every filter has `exact` literals, so lines are checked
-    /// on their bytes without decoding them.
-    exact_all: bool,
+    /// With `leading`: every filter is an [`ExactFilter`], so lines are
+    /// checked on their bytes without decoding them (empty otherwise).
+    exact: Vec<ExactFilter>,
 }
 
 /// Reusable per-thread buffers, so classifying a line allocates nothing.
@@ -85,7 +136,8 @@ impl Classifier {
     pub fn new(filters: &[MetricFilter]) -> Classifier {
         let mut words: Vec<String> = Vec::new();
         let mut compiled = Vec::with_capacity(filters.len());
-        for f in filters {
+        let mut exact = Vec::with_capacity(filters.len());
+        for (index, f) in filters.iter().enumerate() {
             let mut mask = 0u64;
             for lit in f.filter_pattern.required_literals() {
                 if lit.is_empty() {
@@ -106,18 +158,24 @@ impl Classifier {
                 .filter_pattern
                 .delimited()
                 .map(|d| d.leading_fields_needed().unwrap_or(usize::MAX));
-            let exact = f
+            let literals = f
                 .filter_pattern
                 .delimited()
-                .and_then(|d| d.exact_leading_literals())
-                .map(|pairs| {
-                    pairs
+                .and_then(|d| d.exact_leading_literals());
+            if let (Some(needed), Some(pairs), MetricValue::Number(value)) =
+                (fields_needed, literals, &f.metric_value)
+            {
+                exact.push(ExactFilter {
+                    index,
+                    needed,
+                    value: *value,
+                    fields: pairs
                         .into_iter()
-                        .map(|(i, lit)| (i, lit.into_bytes().into_boxed_slice()))
-                        .collect()
+                        .map(|(i, lit)| (i, Literal::new(lit.into_bytes().into_boxed_slice())))
+                        .collect(),
                 });
+            }
             compiled.push(Compiled {
-                exact,
                 pattern: f.filter_pattern.clone(),
                 literal_mask: mask,
                 fields_needed,
@@ -142,8 +200,11 @@ impl Classifier {
                 _ => None,
             })
             .filter(|_| !compiled.is_empty());
-        let exact_all = leading.is_some_and(|k| k <= MAX_EXACT_FIELDS)
-            && compiled.iter().all(|c| c.exact.is_some());
+        let exact_all =
+            leading.is_some_and(|k| k <= MAX_EXACT_FIELDS) && exact.len() == compiled.len();
+        if !exact_all {
+            exact.clear();
+        }
         Classifier {
             filters: compiled,
             literals,
@@ -153,7 +214,7 @@ impl Classifier {
                 .collect(),
             all_gated,
             leading,
-            exact_all,
+            exact,
         }
     }
 
@@ -187,7 +248,8 @@ impl Classifier {
         scratch: &mut Scratch,
         mut on_match: impl FnMut(usize, Option<f64>),
     ) {
-        if let (Some(k), true) = (self.leading, self.exact_all)
+        if let Some(k) = self.leading
+            && !self.exact.is_empty()
             && leading_spans(line, 0..line.len(), k, &mut scratch.spans)
         {
             // The seed's shape: decided on the line's bytes, no literal scan
@@ -246,33 +308,28 @@ impl Classifier {
         }
     }
 
-    /// Evaluates every filter's `exact` literals on the leading fields `spans`
-    /// of `line`; returns the matched filters as bits (first 64).
+    /// Evaluates every [`ExactFilter`] on the leading fields `spans` of
+    /// `line`; returns the matched filters as bits (first 64).
     fn match_exact(
         &self,
         line: &[u8],
         spans: &Spans,
-        on_match: &mut dyn FnMut(usize, Option<f64>),
+        on_match: &mut impl FnMut(usize, Option<f64>),
     ) -> u64 {
         let spans = spans.as_slice();
         let mut matched_bits = 0u64;
-        for (i, f) in self.filters.iter().enumerate() {
-            let (Some(needed), Some(pairs), MetricValue::Number(n)) =
-                (f.fields_needed, &f.exact, &f.value)
-            else {
-                continue;
-            };
-            let matched = spans.len() >= needed
-                && pairs.iter().all(|(field, lit)| {
+        for f in &self.exact {
+            let matched = spans.len() >= f.needed
+                && f.fields.iter().all(|(field, lit)| {
                     spans
                         .get(*field)
-                        .is_some_and(|&(a, b)| line.get(a..b) == Some(&lit[..]))
+                        .is_some_and(|&(a, b)| lit.is_field(line, a, b))
                 });
             if matched {
-                if i < 64 {
-                    matched_bits |= 1 << i;
+                if f.index < 64 {
+                    matched_bits |= 1 << f.index;
                 }
-                on_match(i, Some(*n));
+                on_match(f.index, Some(f.value));
             }
         }
         matched_bits
@@ -325,10 +382,10 @@ impl Classifier {
         range: Range<usize>,
         k: usize,
         scratch: &mut Scratch,
-        on_match: &mut dyn FnMut(usize, Option<f64>),
+        on_match: &mut impl FnMut(usize, Option<f64>),
     ) {
         let line = &buf[range.clone()];
-        if self.exact_all && leading_spans(buf, range, k, &mut scratch.spans) {
+        if !self.exact.is_empty() && leading_spans(buf, range, k, &mut scratch.spans) {
             self.match_exact(line, &scratch.spans, on_match);
             return;
         }
@@ -445,20 +502,58 @@ impl Classifier {
 /// to the line start). Returns `false` (the caller takes the general path)
 /// when one of them starts with `"` or `[`, where grouping rules apply.
 ///
-/// The line is read 64 bytes at a time: one bit mask says which bytes are
-/// blanks, and field starts and ends are the mask's edges, so the cost per
-/// field is a few bit operations instead of a loop over its bytes. A window
-/// may reach past the line end into the rest of `buf` (those bytes are
-/// masked out), so only a window at the very end of `buf` is copied.
+/// The line is read 64 bytes at a time: bit masks say which bytes are blanks
+/// and which are `"` or `[` ([`window::masks`]), and field starts and ends are
+/// the blank mask's edges, so the cost per field is a few bit operations
+/// instead of a loop over its bytes. A window may reach past the line end into
+/// the rest of `buf` (those bytes are masked out), so only a window at the
+/// very end of `buf` is copied.
 fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
     let k = k.min(MAX_EXACT_FIELDS);
+    let len = line.len();
+    // Most lines: the first window holds all k fields, or the whole line.
+    // Then the fields are read off the masks without a branch per field.
+    if let Some(window) = buf.get(line.start..).and_then(<[u8]>::first_chunk) {
+        let masks = window::masks(window);
+        let past_end = if len >= WINDOW { 0 } else { !0u64 << len };
+        let blanks = masks.blanks | past_end;
+        let before = (blanks << 1) | 1;
+        let all_starts = !blanks & before;
+        let mut starts = all_starts;
+        let mut ends = blanks & !before;
+        let mut count = 0usize;
+        for slot in &mut out.bounds[..k] {
+            // Past the last field both masks are empty: the slot is not counted.
+            *slot = (
+                starts.trailing_zeros() as usize,
+                ends.trailing_zeros() as usize,
+            );
+            count += usize::from(ends != 0);
+            starts &= starts.wrapping_sub(1);
+            ends &= ends.wrapping_sub(1);
+        }
+        if count == k || len < WINDOW {
+            // Only the starts of the fields read count (`starts` holds the rest).
+            if masks.groups & all_starts & !starts != 0 {
+                return false;
+            }
+            out.len = count;
+            return true;
+        }
+    }
+    leading_spans_windows(buf, line, k, out)
+}
+
+/// [`leading_spans`] for any line: window after window, carrying a field
+/// that runs on past a window's end.
+fn leading_spans_windows(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
     let len = line.len();
     let mut count = 0usize;
     let mut base = 0usize;
     let mut padded = [0u8; WINDOW];
     // Whether the byte before the window is a separator (the line start counts as one).
     let mut prev_blank = 1u64;
-    // Start of the field being read (`None` between fields).
+    // Start of a field that runs on past the window read last.
     let mut open: Option<usize> = None;
     while count < k && base < len {
         let at = line.start + base;
@@ -471,40 +566,44 @@ fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> b
                 &padded
             }
         };
+        let masks = window::masks(window);
         // Bytes past the end of the line count as blanks: they end the last field.
         let past_end = if n == WINDOW { 0 } else { !0u64 << n };
-        let blanks = blank_mask(window) | past_end;
+        let blanks = masks.blanks | past_end;
         let before = (blanks << 1) | prev_blank;
-        // Starts and ends alternate: start, end, start, end, …
+        // Starts and ends alternate: (end,) start, end, start, end, …
         let mut starts = !blanks & before;
         let mut ends = blanks & !before;
-        loop {
-            let start = match open {
-                Some(start) => start,
-                None => {
-                    if starts == 0 {
-                        break;
-                    }
-                    let first = starts.trailing_zeros() as usize;
-                    starts &= starts - 1;
-                    let lead = window[first];
-                    if (lead == b'"') | (lead == b'[') {
-                        return false;
-                    }
-                    base + first
-                }
-            };
+        let grouped = starts & masks.groups;
+        if let Some(start) = open.take() {
             if ends == 0 {
+                // The whole window is inside that field.
                 open = Some(start);
-                break;
+            } else {
+                out.bounds[count] = (start, base + ends.trailing_zeros() as usize);
+                ends &= ends - 1;
+                count += 1;
             }
-            out.bounds[count] = (start, base + ends.trailing_zeros() as usize);
+        }
+        while count < k && ends != 0 {
+            let first = starts & starts.wrapping_neg();
+            if grouped & first != 0 {
+                return false;
+            }
+            out.bounds[count] = (
+                base + first.trailing_zeros() as usize,
+                base + ends.trailing_zeros() as usize,
+            );
+            starts ^= first;
             ends &= ends - 1;
-            open = None;
             count += 1;
-            if count == k {
-                break;
+        }
+        if count < k && starts != 0 {
+            // A field starts here and ends in a later window.
+            if grouped & starts != 0 {
+                return false;
             }
+            open = Some(base + starts.trailing_zeros() as usize);
         }
         prev_blank = blanks >> 63;
         base += WINDOW;
@@ -540,30 +639,6 @@ impl Spans {
     fn as_slice(&self) -> &[(usize, usize)] {
         &self.bounds[..self.len]
     }
-}
-
-/// Bytes [`leading_spans`] looks at per step (one bit each in a `u64`).
-const WINDOW: usize = 64;
-
-/// A bit per byte of `window`: set for a blank or a tab. Eight bytes are
-/// compared at a time inside a `u64` (exact: no false positives).
-fn blank_mask(window: &[u8; WINDOW]) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    // High bit of each byte set where that byte of `x` is zero.
-    let zero_bytes = |x: u64| !(((x & LOW7) + LOW7) | x) & !LOW7;
-    let mut mask = 0u64;
-    for (i, chunk) in window.chunks_exact(8).enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let hits =
-            zero_bytes(x ^ (ONES * u64::from(b' '))) | zero_bytes(x ^ (ONES * u64::from(b'\t')));
-        // Gather the eight high bits into one byte, byte j to bit j.
-        let byte = ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-        mask |= byte << (8 * i);
-    }
-    mask
 }
 
 /// The line as text: borrowed when it is valid UTF-8 (the common case, and
