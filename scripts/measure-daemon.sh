@@ -61,9 +61,7 @@ cpu_seconds() { awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 shipped_offset() { sed -n 's/.*"offset": \([0-9]*\).*/\1/p' "$work/state/checkpoint.json" 2>/dev/null | head -1; }
 
-# The allocator settings of systemd/sshwatch.service, so the figures are those of the installed service.
-MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072 \
-    "$bin" run --config "$work/sshwatch.toml" 2>"$work/sshwatch.log" &
+"$bin" run --config "$work/sshwatch.toml" 2>"$work/sshwatch.log" &
 daemon_pid=$!
 sleep 3
 idle_start="$(status_kib "$daemon_pid" VmRSS)"

@@ -47,6 +47,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The daemon's runtime: one thread runs every task (plus tokio's pool for blocking calls such as the
+/// checkpoint's fsync). The work is a pipeline with CloudWatch as the slow end, so a second worker
+/// thread buys no throughput, only hand-offs between threads.
+fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     match command {
@@ -62,7 +72,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let config = load_config(&args.config.config)?;
-            runtime()?.block_on(crate::daemon::run(config))?;
+            crate::memory::use_one_arena();
+            daemon_runtime()?.block_on(crate::daemon::run(config))?;
         }
         Command::Bootstrap(args) => {
             let config = load_config(&args.config.config)?;

@@ -508,6 +508,7 @@ impl Classifier {
 /// instead of a loop over its bytes. A window may reach past the line end into
 /// the rest of `buf` (those bytes are masked out), so only a window at the
 /// very end of `buf` is copied.
+#[inline]
 fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
     let k = k.min(MAX_EXACT_FIELDS);
     let len = line.len();
@@ -546,6 +547,8 @@ fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> b
 
 /// [`leading_spans`] for any line: window after window, carrying a field
 /// that runs on past a window's end.
+/// Kept out of line, so the fast path stays small where it is inlined.
+#[inline(never)]
 fn leading_spans_windows(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
     let len = line.len();
     let mut count = 0usize;
