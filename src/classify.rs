@@ -80,7 +80,7 @@ impl Literal {
     /// differ there, without reading a byte), then the bytes, sixteen at a
     /// time when the line has that many from `a` on.
     fn is_field(&self, line: &[u8], a: usize, b: usize) -> bool {
-        if b - a != self.bytes.len() {
+        if b.checked_sub(a) != Some(self.bytes.len()) {
             return false;
         }
         match line.get(a..).and_then(<[u8]>::first_chunk::<16>) {
