@@ -541,23 +541,65 @@ fn leading_spans(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> b
             out.len = count;
             return true;
         }
+        // Fewer than k fields end in this window: every start in it is one of
+        // the first k fields, and the window's last one may still be open
+        // (its start is in the slot after the complete fields).
+        if masks.groups & all_starts != 0 {
+            return false;
+        }
+        let open = out.bounds[count].0;
+        let carry = Carry {
+            count,
+            base: WINDOW,
+            prev_blank: blanks >> 63,
+            open: (open < WINDOW).then_some(open),
+        };
+        return leading_spans_windows(buf, line, k, out, carry);
     }
-    leading_spans_windows(buf, line, k, out)
+    leading_spans_windows(buf, line, k, out, Carry::START)
 }
 
-/// [`leading_spans`] for any line: window after window, carrying a field
-/// that runs on past a window's end.
-/// Kept out of line, so the fast path stays small where it is inlined.
+/// Where [`leading_spans_windows`] starts: after the windows already read.
+#[derive(Debug, Clone, Copy)]
+struct Carry {
+    /// Fields complete so far (their spans are in the output).
+    count: usize,
+    /// Offset in the line of the next window.
+    base: usize,
+    /// Whether the byte before the next window is a separator (the line start counts as one).
+    prev_blank: u64,
+    /// Start of a field that runs on into the next window.
+    open: Option<usize>,
+}
+
+impl Carry {
+    const START: Carry = Carry {
+        count: 0,
+        base: 0,
+        prev_blank: 1,
+        open: None,
+    };
+}
+
+/// [`leading_spans`] for any line: window after window from `carry` on,
+/// carrying a field that runs on past a window's end. Kept out of line, so
+/// the fast path stays small where it is inlined.
 #[inline(never)]
-fn leading_spans_windows(buf: &[u8], line: Range<usize>, k: usize, out: &mut Spans) -> bool {
+fn leading_spans_windows(
+    buf: &[u8],
+    line: Range<usize>,
+    k: usize,
+    out: &mut Spans,
+    carry: Carry,
+) -> bool {
     let len = line.len();
-    let mut count = 0usize;
-    let mut base = 0usize;
+    let Carry {
+        mut count,
+        mut base,
+        mut prev_blank,
+        mut open,
+    } = carry;
     let mut padded = [0u8; WINDOW];
-    // Whether the byte before the window is a separator (the line start counts as one).
-    let mut prev_blank = 1u64;
-    // Start of a field that runs on past the window read last.
-    let mut open: Option<usize> = None;
     while count < k && base < len {
         let at = line.start + base;
         let n = (len - base).min(WINDOW);
