@@ -12,7 +12,7 @@ pub(super) const WINDOW: usize = 64;
 pub(super) struct Masks {
     /// A blank or a tab: the bytes that separate fields.
     pub(super) blanks: u64,
-    /// A `"` or a `[`: where a field starting with one, grouping rules apply.
+    /// A `"` or a `[`: a field that starts with one follows grouping rules.
     pub(super) groups: u64,
 }
 
