@@ -10,6 +10,9 @@
 #      past it, which happens right after PutLogEvents returns), over 20 lines.
 #
 #   scripts/measure-daemon.sh [LINES]
+#
+# With PROFILE=1 it also samples the daemon with `perf record` during the burst
+# and prints where its CPU went (sampling adds a little to the CPU figure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +25,9 @@ py=.venv/bin/python
 work="$(mktemp -d)"
 moto_pid=""
 daemon_pid=""
+perf_pid=""
 cleanup() {
+    [ -n "$perf_pid" ] && kill -INT "$perf_pid" 2>/dev/null || true
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
     [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
     rm -rf "$work"
@@ -67,6 +72,11 @@ sleep 3
 idle_start="$(status_kib "$daemon_pid" VmRSS)"
 cpu_start="$(cpu_seconds "$daemon_pid")"
 
+if [ -n "${PROFILE:-}" ]; then
+    perf record -F 999 -p "$daemon_pid" -o "$work/perf.data" 2>"$work/perf.log" &
+    perf_pid=$!
+    sleep 1
+fi
 start=$(date +%s.%N)
 cat "$work/input" >>"$work/secure"
 while [ "$(shipped_offset)" != "$size" ]; do
@@ -76,6 +86,11 @@ done
 end=$(date +%s.%N)
 burst_cpu="$(awk -v a="$cpu_start" -v b="$(cpu_seconds "$daemon_pid")" 'BEGIN { printf "%.2f", b - a }')"
 burst_hwm="$(status_kib "$daemon_pid" VmHWM)"
+if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    perf_pid=""
+fi
 
 sleep 10
 idle_rss="$(status_kib "$daemon_pid" VmRSS)"
@@ -107,3 +122,9 @@ printf 'peak RSS:         %.1f MiB during the burst (VmHWM)\n' "$(awk -v k="$bur
 printf 'idle RSS:         %.1f MiB at start (empty log)\n' "$(awk -v k="$idle_start" 'BEGIN { print k / 1024 }')"
 printf 'idle RSS:         %.1f MiB, 10 s after the burst\n' "$(awk -v k="$idle_rss" 'BEGIN { print k / 1024 }')"
 printf 'append→accepted:  median %s ms, max %s ms (20 single lines)\n' "$(sed -n 10p "$lat")" "$(tail -1 "$lat")"
+if [ -n "${PROFILE:-}" ]; then
+    echo
+    echo "where the burst's CPU went (perf record, symbols of at least 1 %):"
+    perf report -i "$work/perf.data" --no-children --sort dso,symbol --percent-limit 1 --stdio 2>/dev/null |
+        grep '%' | cut -c1-110
+fi
