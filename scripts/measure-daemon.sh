@@ -124,7 +124,9 @@ printf 'idle RSS:         %.1f MiB, 10 s after the burst\n' "$(awk -v k="$idle_r
 printf 'append→accepted:  median %s ms, max %s ms (20 single lines)\n' "$(sed -n 10p "$lat")" "$(tail -1 "$lat")"
 if [ -n "${PROFILE:-}" ]; then
     echo
-    echo "where the burst's CPU went (perf record, symbols of at least 1 %):"
+    echo "where the burst's CPU went (perf record), by binary:"
+    perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep '%'
+    echo "and by symbol (those of at least 1 %):"
     perf report -i "$work/perf.data" --no-children --sort dso,symbol --percent-limit 1 --stdio 2>/dev/null |
         grep '%' | cut -c1-110
 fi

@@ -377,7 +377,7 @@ pub async fn replay(
             bar.inc(n as u64);
             let line = crate::classify::strip_cr(buf.strip_suffix(b"\n").unwrap_or(&buf));
             summary.lines += 1;
-            let text = String::from_utf8_lossy(line);
+            let text = crate::source::as_text(line);
             let stamped = years.stamp(&text);
             if line.is_empty() {
                 summary.skipped_empty += 1;
@@ -416,7 +416,7 @@ pub async fn replay(
                 }
             });
             if let Shipper::Sinks(s) = &mut shipper {
-                s.push(ts, text.into_owned()).await?;
+                s.push(ts, &text).await?;
             }
         }
     }
@@ -467,7 +467,7 @@ mod sinks {
     use tracing::{error, warn};
 
     use crate::config::Config;
-    use crate::sink::{LogBatcher, LogEvent, LogsSink, MetricsSink};
+    use crate::sink::{EventBatch, LogBatcher, LogsSink, MetricsSink};
 
     /// Log batches and metric datapoints, sent with the daemon's sinks. Ctrl-C stops a call that
     /// is being retried.
@@ -509,12 +509,9 @@ mod sinks {
         pub(super) async fn push(
             &mut self,
             timestamp_ms: i64,
-            message: String,
+            message: &str,
         ) -> anyhow::Result<()> {
-            for batch in self.batcher.push(LogEvent {
-                timestamp_ms,
-                message,
-            }) {
+            for batch in self.batcher.push_message(timestamp_ms, message) {
                 self.send(batch).await?;
             }
             Ok(())
@@ -527,7 +524,7 @@ mod sinks {
             Ok(())
         }
 
-        async fn send(&mut self, batch: Vec<LogEvent>) -> anyhow::Result<()> {
+        async fn send(&mut self, batch: EventBatch) -> anyhow::Result<()> {
             let outcome = self
                 .logs
                 .put(batch, &self.shutdown)

@@ -227,7 +227,7 @@ async fn journal_lines_classify_like_the_rsyslog_traditional_file() {
     let lines = read_lines(&mut source, events.len() + 1).await;
     assert_eq!(lines.len(), events.len() + 1);
     for (line, (ident, pid, message)) in lines.iter().zip(&events) {
-        let text = String::from_utf8(line.bytes.clone()).expect("utf8");
+        let text = String::from_utf8(line.bytes.to_vec()).expect("utf8");
         let env = parse_envelope(&text).unwrap_or_else(|| panic!("not a syslog line: {text}"));
         assert!(
             matches!(
@@ -255,10 +255,10 @@ async fn journal_lines_classify_like_the_rsyslog_traditional_file() {
     // The seed patterns count the rendered lines exactly like the rsyslog file of the same events.
     let expected = seed_counts(file_lines.iter().map(|l| l.as_bytes()));
     assert_eq!(expected, (11, 35, 17));
-    let got = seed_counts(lines[..events.len()].iter().map(|l| l.bytes.as_slice()));
+    let got = seed_counts(lines[..events.len()].iter().map(|l| &l.bytes[..]));
     assert_eq!(got, expected);
     assert_eq!(
-        seed_counts(lines.iter().map(|l| l.bytes.as_slice())),
+        seed_counts(lines.iter().map(|l| &l.bytes[..])),
         (12, 35, 17)
     );
 

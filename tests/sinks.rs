@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use sshwatch::config::{Config, LogGroupClass, LogsConfig};
 use sshwatch::counter::{Counter, Rules, minute_of};
-use sshwatch::sink::batch::{CONTINUED_MARKER, check_batch};
+use sshwatch::sink::batch::{CONTINUED_MARKER, MAX_EVENT_BYTES, check_batch};
 use sshwatch::sink::{Backoff, LogBatcher, LogEvent, LogsSink, MetricsSink, Shutdown};
 use tokio::sync::watch;
 
@@ -165,7 +165,7 @@ async fn inputs_over_10000_events_or_1_mib_are_split_into_valid_calls() {
     assert_eq!(batches.len(), 6);
     assert_eq!(batches[0], batches[1]);
     for b in &batches {
-        assert_eq!(check_batch(b), Ok(()));
+        assert_eq!(check_batch(&b.clone().into()), Ok(()));
     }
     let sizes: Vec<usize> = batches[1..].iter().map(Vec::len).collect();
     assert_eq!(
@@ -347,6 +347,52 @@ async fn invalid_parameter_is_not_retried_and_the_sink_moves_on() {
     let want: Vec<String> = ok1.iter().chain(&ok2).map(|e| e.message.clone()).collect();
     assert_eq!(read_stream(&sdk, "sinks-invalid", "s").await, want);
     assert_eq!(sink.stats().snapshot().rejected, 7);
+}
+
+#[tokio::test]
+async fn both_body_writers_deliver_the_same_events() {
+    let moto = Moto::start();
+    let sdk = sdk_config_for(&moto.endpoint).await;
+    let t = now_ms();
+    // What JSON escapes, non-ASCII text, U+FFFD from invalid bytes, and a line split for being too long.
+    let long = "x".repeat(300_000);
+    let messages = [
+        "plain",
+        "quote \" backslash \\ tab \t cr \r",
+        "controls \u{0}\u{1}\u{8}\u{c}\u{1b}\u{1f}\u{7f}",
+        "caf\u{e9} \u{1f511} \u{2028} \u{fffd}",
+        long.as_str(),
+    ];
+    let batch: Vec<LogEvent> = messages
+        .iter()
+        .map(|m| LogEvent {
+            timestamp_ms: t,
+            message: (*m).to_owned(),
+        })
+        .collect();
+    let mut want: Vec<String> = messages[..4].iter().map(|m| (*m).to_owned()).collect();
+    let head = &long[..MAX_EVENT_BYTES - CONTINUED_MARKER.len()];
+    want.push(format!("{head}{CONTINUED_MARKER}"));
+    want.push(long[head.len()..].to_owned());
+    for (stream, sdk_serializes) in [("ours", false), ("sdk", true)] {
+        let mut sink =
+            LogsSink::with_stream_name(&sdk, &logs_config("sinks-writers", stream), stream.into())
+                .with_backoff(FAST);
+        if sdk_serializes {
+            sink = sink.with_sdk_serializer();
+        }
+        let out = sink.put(batch.clone(), &never()).await.expect("put");
+        assert_eq!(
+            (out.calls, out.accepted, out.rejected),
+            (1, 6, 0),
+            "{stream}"
+        );
+        assert_eq!(
+            read_stream(&sdk, "sinks-writers", stream).await,
+            want,
+            "{stream}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -484,10 +484,10 @@ async fn invalid_utf8_comes_as_is() {
     let mut src = env.source(StartPosition::Beginning, None);
     let got = read_n(&mut src, 2).await;
     assert_eq!(
-        got[0].bytes,
-        b"sshd[1]: Invalid user \xff\xfe\xc3 from 1.2.3.4"
+        got[0].bytes[..],
+        b"sshd[1]: Invalid user \xff\xfe\xc3 from 1.2.3.4"[..]
     );
-    assert_eq!(got[1].bytes, b"\x00\x80");
+    assert_eq!(got[1].bytes[..], b"\x00\x80"[..]);
 }
 
 #[tokio::test]
@@ -718,7 +718,7 @@ impl Model {
             {
                 self.returned_seqs.insert(seq);
             }
-            self.returned.push(l.bytes);
+            self.returned.push(l.bytes.to_vec());
             self.last_end = Some(l.end);
         }
     }

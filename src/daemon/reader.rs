@@ -23,8 +23,8 @@ use crate::counter::{Counter, Counts, Rules, minute_of};
 use crate::daemon::{Source, raised};
 use crate::detector::{Detector, FILTER_NEAR_MISSES_METRIC};
 use crate::health::Pipeline;
-use crate::sink::{LogBatcher, LogEvent};
-use crate::source::{Line, Position};
+use crate::sink::{EventBatch, LogBatcher};
+use crate::source::{Line, Position, as_text};
 
 /// Bytes of lines asked from the source at a time: enough to amortise the wake-up, small enough that
 /// lines are classified while the previous batch is in flight.
@@ -42,7 +42,7 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct Batch {
     /// The PutLogEvents events; empty for a position-only batch (the start of a file seen for the first
     /// time), which the shipper passes on without calling CloudWatch.
-    pub(crate) events: Vec<LogEvent>,
+    pub(crate) events: EventBatch,
     /// The position after the batch's last complete line: `shipped` once accepted.
     pub(crate) end: Option<Position>,
     /// The counts of the batch's lines, per minute of read time.
@@ -241,7 +241,7 @@ impl Reader {
             self.announce_start = false;
             if let Some(start) = lines.first().and_then(|l| start_of(&l.end)) {
                 let batch = Batch {
-                    events: Vec::new(),
+                    events: EventBatch::new(),
                     end: Some(start),
                     counts: Counter::new(self.rules.clone(), 0),
                 };
@@ -250,15 +250,18 @@ impl Reader {
                 }
             }
         }
+        // Lines read together share their read time: converted once per run of them.
+        let mut read_at = None;
+        let (mut secs, mut millis) = (0, 0);
         for line in lines {
-            let secs = unix_secs(line.read_at);
+            if read_at != Some(line.read_at) {
+                read_at = Some(line.read_at);
+                (secs, millis) = (unix_secs(line.read_at), unix_millis(line.read_at));
+            }
             let times = self.classify(&line.bytes, secs);
-            let event = LogEvent {
-                timestamp_ms: unix_millis(line.read_at),
-                message: into_text(line.bytes),
-            };
             let was_empty = self.batcher.is_empty();
-            for (i, full) in self.batcher.push(event).into_iter().enumerate() {
+            let full = self.batcher.push_message(millis, &as_text(&line.bytes));
+            for (i, full) in full.into_iter().enumerate() {
                 // The first batch completed by a push holds the lines before this one; any further ones
                 // hold only pieces of this (over-long) line, which is recorded with its last piece (a
                 // crash may then ship those pieces again).
@@ -393,11 +396,6 @@ fn start_of(end: &Position) -> Option<Position> {
     }
 }
 
-/// Bytes as text: valid UTF-8 as is (no copy), anything else decoded lossily (U+FFFD), never dropped.
-fn into_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
@@ -413,12 +411,6 @@ fn unix_millis(t: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_lossy_only_when_needed() {
-        assert_eq!(into_text(b"plain".to_vec()), "plain");
-        assert_eq!(into_text(b"bad \xff byte".to_vec()), "bad \u{fffd} byte");
-    }
 
     #[test]
     fn unix_time_rounds_down() {

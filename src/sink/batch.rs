@@ -56,13 +56,133 @@ impl LogEvent {
     }
 }
 
-/// Bytes `events` count against [`MAX_BATCH_BYTES`].
-pub fn batch_bytes(events: &[LogEvent]) -> usize {
-    events.iter().map(LogEvent::size).sum()
+/// Events in one buffer: the messages back to back, and per event its timestamp and where its message
+/// ends. A batch costs two allocations however many events it holds, and the request body is written
+/// straight from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventBatch {
+    text: String,
+    /// `(timestamp_ms, end of the message in text)` per event.
+    ends: Vec<(i64, usize)>,
 }
 
+impl EventBatch {
+    pub fn new() -> EventBatch {
+        EventBatch::default()
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, timestamp_ms: i64, message: &str) {
+        self.text.push_str(message);
+        self.ends.push((timestamp_ms, self.text.len()));
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes the batch counts against [`MAX_BATCH_BYTES`]: its messages plus [`EVENT_OVERHEAD`] per event.
+    pub fn bytes(&self) -> usize {
+        self.text.len() + EVENT_OVERHEAD * self.ends.len()
+    }
+
+    /// Bytes of the messages alone.
+    pub fn message_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    fn first_timestamp(&self) -> Option<i64> {
+        self.ends.first().map(|&(ts, _)| ts)
+    }
+
+    fn last_timestamp(&self) -> Option<i64> {
+        self.ends.last().map(|&(ts, _)| ts)
+    }
+
+    /// The events in order, as `(timestamp_ms, message)`.
+    pub fn iter(&self) -> Events<'_> {
+        Events {
+            text: &self.text,
+            ends: self.ends.iter(),
+            start: 0,
+        }
+    }
+
+    /// The events as owned [`LogEvent`]s.
+    pub fn to_events(&self) -> Vec<LogEvent> {
+        self.iter()
+            .map(|(timestamp_ms, message)| LogEvent {
+                timestamp_ms,
+                message: message.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Room for `events` events of `bytes` message bytes in all.
+    fn reserve(&mut self, events: usize, bytes: usize) {
+        self.ends.reserve(events);
+        self.text.reserve(bytes);
+    }
+}
+
+impl<'a> IntoIterator for &'a EventBatch {
+    type Item = (i64, &'a str);
+    type IntoIter = Events<'a>;
+
+    fn into_iter(self) -> Events<'a> {
+        self.iter()
+    }
+}
+
+impl FromIterator<LogEvent> for EventBatch {
+    fn from_iter<I: IntoIterator<Item = LogEvent>>(events: I) -> EventBatch {
+        let mut batch = EventBatch::new();
+        for e in events {
+            batch.push(e.timestamp_ms, &e.message);
+        }
+        batch
+    }
+}
+
+impl From<Vec<LogEvent>> for EventBatch {
+    fn from(events: Vec<LogEvent>) -> EventBatch {
+        events.into_iter().collect()
+    }
+}
+
+/// The events of an [`EventBatch`], as `(timestamp_ms, message)`.
+#[derive(Debug, Clone)]
+pub struct Events<'a> {
+    text: &'a str,
+    ends: std::slice::Iter<'a, (i64, usize)>,
+    start: usize,
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = (i64, &'a str);
+
+    fn next(&mut self) -> Option<(i64, &'a str)> {
+        let &(timestamp_ms, end) = self.ends.next()?;
+        // Every end was recorded after pushing a whole `&str`: always a character boundary.
+        let message = self.text.get(self.start..end).unwrap_or_default();
+        self.start = end;
+        Some((timestamp_ms, message))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ends.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Events<'_> {}
+
 /// Checks `events` against every PutLogEvents limit; the error names the first one broken.
-pub fn check_batch(events: &[LogEvent]) -> Result<(), String> {
+pub fn check_batch(events: &EventBatch) -> Result<(), String> {
     if events.is_empty() {
         return Err("a batch needs at least one event".into());
     }
@@ -72,25 +192,24 @@ pub fn check_batch(events: &[LogEvent]) -> Result<(), String> {
             events.len()
         ));
     }
-    let bytes = batch_bytes(events);
+    let bytes = events.bytes();
     if bytes > MAX_BATCH_BYTES {
         return Err(format!("{bytes} bytes, more than {MAX_BATCH_BYTES}"));
     }
-    for (i, e) in events.iter().enumerate() {
-        if e.message.is_empty() || e.message.len() > MAX_EVENT_BYTES {
+    let mut previous = i64::MIN;
+    for (i, (timestamp_ms, message)) in events.iter().enumerate() {
+        if message.is_empty() || message.len() > MAX_EVENT_BYTES {
             return Err(format!(
                 "event {i} has {} message bytes, outside 1..={MAX_EVENT_BYTES}",
-                e.message.len()
+                message.len()
             ));
         }
+        if timestamp_ms < previous {
+            return Err(format!("event {i} is earlier than event {}", i - 1));
+        }
+        previous = timestamp_ms;
     }
-    if let Some(i) = events
-        .windows(2)
-        .position(|w| w[1].timestamp_ms < w[0].timestamp_ms)
-    {
-        return Err(format!("event {} is earlier than event {i}", i + 1));
-    }
-    let span = events[events.len() - 1].timestamp_ms - events[0].timestamp_ms;
+    let span = events.last_timestamp().unwrap_or(0) - events.first_timestamp().unwrap_or(0);
     if span >= MAX_SPAN_MS {
         return Err(format!("the batch spans {span} ms, 24 h or more"));
     }
@@ -98,16 +217,16 @@ pub fn check_batch(events: &[LogEvent]) -> Result<(), String> {
 }
 
 /// Splits `message` into event-sized pieces (see the module documentation); one piece when it fits.
-pub fn split_message(message: String) -> Vec<String> {
+pub fn split_message(message: &str) -> Vec<String> {
     if message.is_empty() {
         return vec![EMPTY_MESSAGE.to_owned()];
     }
     if message.len() <= MAX_EVENT_BYTES {
-        return vec![message];
+        return vec![message.to_owned()];
     }
     let room = MAX_EVENT_BYTES - CONTINUED_MARKER.len();
     let mut pieces = Vec::with_capacity(message.len() / room + 1);
-    let mut rest = message.as_str();
+    let mut rest = message;
     while rest.len() > MAX_EVENT_BYTES {
         let mut cut = room;
         while !rest.is_char_boundary(cut) {
@@ -126,13 +245,14 @@ pub fn split_message(message: String) -> Vec<String> {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct LogBatcher {
-    events: Vec<LogEvent>,
-    /// Bytes of `events`, overhead included.
-    bytes: usize,
+    batch: EventBatch,
     /// The timestamp the open batch's first event was pushed with (before clamping), for [`Self::is_due`].
     opened_ms: i64,
     /// A timestamp of the open batch was clamped (logged once per batch).
     clamped_in_batch: bool,
+    /// Events and message bytes of the last batch taken: room reserved when the next one opens (batches
+    /// under load fill up alike; an idle batcher holds no buffer).
+    last_size: (usize, usize),
     clamped: u64,
     split: u64,
     empty: u64,
@@ -148,16 +268,17 @@ impl LogBatcher {
     /// A returned batch never holds part of `event` unless `event`'s pieces need more than one batch by
     /// themselves (a message of about 1 MiB or more): then the batch holding what came before is
     /// returned first, followed by full batches of `event`'s pieces, and its last pieces stay open.
-    pub fn push(&mut self, event: LogEvent) -> Vec<Vec<LogEvent>> {
-        let LogEvent {
-            timestamp_ms,
-            message,
-        } = event;
+    pub fn push(&mut self, event: LogEvent) -> Vec<EventBatch> {
+        self.push_message(event.timestamp_ms, &event.message)
+    }
+
+    /// [`Self::push`] without an owned event: the message is copied into the batch.
+    pub fn push_message(&mut self, timestamp_ms: i64, message: &str) -> Vec<EventBatch> {
         let mut out = Vec::new();
-        // The common case: one piece, no allocation beyond the event itself.
+        // The common case: one piece.
         if !message.is_empty() && message.len() <= MAX_EVENT_BYTES {
             let size = message.len() + EVENT_OVERHEAD;
-            if !self.events.is_empty() && !self.room_for(size, 1, timestamp_ms) {
+            if !self.batch.is_empty() && !self.room_for(size, 1, timestamp_ms) {
                 out.extend(self.take());
             }
             self.add(timestamp_ms, message);
@@ -176,94 +297,87 @@ impl LogBatcher {
         }
         let pieces = split_message(message);
         let total: usize = pieces.iter().map(|p| p.len() + EVENT_OVERHEAD).sum();
-        if !self.events.is_empty() && !self.room_for(total, pieces.len(), timestamp_ms) {
+        if !self.batch.is_empty() && !self.room_for(total, pieces.len(), timestamp_ms) {
             out.extend(self.take());
         }
         for piece in pieces {
             let size = piece.len() + EVENT_OVERHEAD;
-            if !self.events.is_empty() && !self.room_for(size, 1, timestamp_ms) {
+            if !self.batch.is_empty() && !self.room_for(size, 1, timestamp_ms) {
                 out.extend(self.take());
             }
-            self.add(timestamp_ms, piece);
+            self.add(timestamp_ms, &piece);
         }
         out
     }
 
     /// Whether `count` more events of `size` bytes in total, stamped `timestamp_ms`, fit the open batch.
     fn room_for(&self, size: usize, count: usize, timestamp_ms: i64) -> bool {
-        let first = self.events.first().map_or(timestamp_ms, |e| e.timestamp_ms);
-        self.bytes + size <= MAX_BATCH_BYTES
-            && self.events.len() + count <= MAX_BATCH_EVENTS
+        let first = self.batch.first_timestamp().unwrap_or(timestamp_ms);
+        self.batch.bytes() + size <= MAX_BATCH_BYTES
+            && self.batch.len() + count <= MAX_BATCH_EVENTS
             && timestamp_ms.saturating_sub(first) < MAX_SPAN_MS
     }
 
     /// Appends one event-sized piece to the open batch, clamping its timestamp to keep the batch in order.
-    fn add(&mut self, timestamp_ms: i64, message: String) {
-        let timestamp_ms = match self.events.last() {
+    fn add(&mut self, timestamp_ms: i64, message: &str) {
+        let timestamp_ms = match self.batch.last_timestamp() {
             None => {
                 self.opened_ms = timestamp_ms;
                 self.clamped_in_batch = false;
+                let (events, bytes) = self.last_size;
+                self.batch.reserve(events, bytes);
                 timestamp_ms
             }
-            Some(last) if timestamp_ms < last.timestamp_ms => {
+            Some(last) if timestamp_ms < last => {
                 self.clamped += 1;
                 if !self.clamped_in_batch {
                     self.clamped_in_batch = true;
                     warn!(
                         timestamp_ms,
-                        previous_ms = last.timestamp_ms,
+                        previous_ms = last,
                         "the clock went back: stamping lines with the previous time to keep the batch in order"
                     );
                 }
-                last.timestamp_ms
+                last
             }
             Some(_) => timestamp_ms,
         };
-        self.bytes += message.len() + EVENT_OVERHEAD;
-        self.events.push(LogEvent {
-            timestamp_ms,
-            message,
-        });
+        self.batch.push(timestamp_ms, message);
     }
 
     /// Takes the open batch, if it has events.
-    pub fn take(&mut self) -> Option<Vec<LogEvent>> {
-        if self.events.is_empty() {
+    pub fn take(&mut self) -> Option<EventBatch> {
+        if self.batch.is_empty() {
             return None;
         }
-        self.bytes = 0;
-        // Batches usually fill up to the same size; start the next one with room for as many events.
-        let capacity = self.events.len();
-        Some(std::mem::replace(
-            &mut self.events,
-            Vec::with_capacity(capacity),
-        ))
+        self.last_size = (self.batch.len(), self.batch.message_bytes());
+        Some(std::mem::take(&mut self.batch))
     }
 
     /// Whether the open batch should be sent at `now_ms`: it has waited [`FLUSH_AFTER_MS`] since its first
     /// event, or the clock went back since then.
     pub fn is_due(&self, now_ms: i64) -> bool {
-        !self.events.is_empty()
+        !self.batch.is_empty()
             && (now_ms.saturating_sub(self.opened_ms) >= FLUSH_AFTER_MS || now_ms < self.opened_ms)
     }
 
     /// When the open batch becomes due (ms since the epoch), if it has events.
     pub fn due_at(&self) -> Option<i64> {
-        (!self.events.is_empty()).then(|| self.opened_ms.saturating_add(FLUSH_AFTER_MS))
+        (!self.batch.is_empty()).then(|| self.opened_ms.saturating_add(FLUSH_AFTER_MS))
     }
 
     /// Events in the open batch.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.batch.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.batch.is_empty()
     }
 
     /// Bytes of the open batch, overhead included.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.batch.bytes()
     }
 
     /// Events whose timestamp was clamped so far.
@@ -282,11 +396,11 @@ impl LogBatcher {
     }
 
     /// Batches `events` in one go: every batch valid, in order.
-    pub fn batch_all(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
+    pub fn batch_all<'a>(events: impl IntoIterator<Item = (i64, &'a str)>) -> Vec<EventBatch> {
         let mut batcher = LogBatcher::new();
         let mut out = Vec::new();
-        for e in events {
-            out.extend(batcher.push(e));
+        for (timestamp_ms, message) in events {
+            out.extend(batcher.push_message(timestamp_ms, message));
         }
         out.extend(batcher.take());
         out
@@ -308,13 +422,14 @@ mod tests {
 
     /// Pushes everything, takes the rest; checks every batch.
     fn run(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
-        let batches = LogBatcher::batch_all(events);
+        let batches =
+            LogBatcher::batch_all(events.iter().map(|e| (e.timestamp_ms, e.message.as_str())));
         for (i, b) in batches.iter().enumerate() {
             if let Err(e) = check_batch(b) {
                 panic!("batch {i} invalid: {e}");
             }
         }
-        batches
+        batches.iter().map(EventBatch::to_events).collect()
     }
 
     fn unmark(pieces: &[String]) -> String {
@@ -352,7 +467,10 @@ mod tests {
         let events: Vec<LogEvent> = (0..2049).map(|_| ev(T, &msg)).collect();
         let batches = run(events);
         assert_eq!(batches[0].len(), 1024);
-        assert_eq!(batch_bytes(&batches[0]), MAX_BATCH_BYTES);
+        assert_eq!(
+            batches[0].iter().map(LogEvent::size).sum::<usize>(),
+            MAX_BATCH_BYTES
+        );
         assert_eq!(
             batches.iter().map(Vec::len).collect::<Vec<_>>(),
             [1024, 1024, 1]
@@ -384,7 +502,7 @@ mod tests {
         assert_eq!(full.len(), 1);
         assert_eq!(full[0].len(), 6);
         assert_eq!(b.len(), 1);
-        assert_eq!(b.take(), Some(vec![ev(T + 1, &msg)]));
+        assert_eq!(b.take().map(|b| b.to_events()), Some(vec![ev(T + 1, &msg)]));
         assert_eq!(b.take(), None);
         assert_eq!(b.bytes(), 0);
     }
@@ -394,7 +512,7 @@ mod tests {
         let msg: String = (0..700_000)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
-        let pieces = split_message(msg.clone());
+        let pieces = split_message(&msg);
         assert_eq!(pieces.len(), 3);
         assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT_BYTES));
         assert_eq!(pieces[0].len(), MAX_EVENT_BYTES);
@@ -415,9 +533,9 @@ mod tests {
     #[test]
     fn a_message_exactly_at_the_limit_is_not_split() {
         let msg = "z".repeat(MAX_EVENT_BYTES);
-        assert_eq!(split_message(msg.clone()), vec![msg.clone()]);
+        assert_eq!(split_message(&msg), vec![msg.clone()]);
         let msg = "z".repeat(MAX_EVENT_BYTES + 1);
-        let pieces = split_message(msg.clone());
+        let pieces = split_message(&msg);
         assert_eq!(pieces.len(), 2);
         assert_eq!(unmark(&pieces), msg);
     }
@@ -427,7 +545,7 @@ mod tests {
         // 4-byte characters, with a 1-byte prefix so the natural cut falls inside one.
         for prefix in ["", "a", "ab", "abc"] {
             let msg = format!("{prefix}{}", "🦀".repeat(200_000));
-            let pieces = split_message(msg.clone());
+            let pieces = split_message(&msg);
             assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT_BYTES));
             assert_eq!(unmark(&pieces), msg);
         }
@@ -444,7 +562,7 @@ mod tests {
         let big = "b".repeat(600_000);
         let out = b.push(ev(T, &big));
         assert_eq!(out.len(), 1);
-        assert!(out[0].iter().all(|e| e.message == filler));
+        assert!(out[0].iter().all(|(_, m)| m == filler));
         assert_eq!(b.len(), 3);
     }
 
@@ -456,12 +574,12 @@ mod tests {
         assert!(b.push(ev(T, "first")).is_empty());
         let out = b.push(ev(T, &huge));
         assert!(out.len() >= 3, "{}", out.len());
-        assert_eq!(out[0], vec![ev(T, "first")]);
-        let mut all: Vec<LogEvent> = out.into_iter().skip(1).flatten().collect();
-        all.extend(b.take().unwrap_or_default());
+        assert_eq!(out[0].to_events(), vec![ev(T, "first")]);
+        let mut all: Vec<LogEvent> = out.iter().skip(1).flat_map(EventBatch::to_events).collect();
+        all.extend(b.take().map(|b| b.to_events()).unwrap_or_default());
         let texts: Vec<String> = all.into_iter().map(|e| e.message).collect();
         assert_eq!(unmark(&texts), huge);
-        for batch in LogBatcher::batch_all(vec![ev(T, &huge)]) {
+        for batch in LogBatcher::batch_all([(T, huge.as_str())]) {
             assert_eq!(check_batch(&batch), Ok(()));
         }
     }
@@ -483,13 +601,16 @@ mod tests {
             assert!(b.push(ev(ts, m)).is_empty());
         }
         let batch = b.take().unwrap_or_default();
-        let stamps: Vec<i64> = batch.iter().map(|e| e.timestamp_ms).collect();
+        let stamps: Vec<i64> = batch.iter().map(|(ts, _)| ts).collect();
         assert_eq!(stamps, [T, T + 500, T + 500, T + 600]);
         assert_eq!(b.clamped(), 1);
         assert_eq!(check_batch(&batch), Ok(()));
         // A new batch starts from its own first timestamp.
         let _ = b.push(ev(T - 60_000, "e"));
-        assert_eq!(b.take().map(|v| v[0].timestamp_ms), Some(T - 60_000));
+        assert_eq!(
+            b.take().and_then(|v| v.iter().next().map(|(ts, _)| ts)),
+            Some(T - 60_000)
+        );
     }
 
     #[test]
@@ -528,27 +649,27 @@ mod tests {
 
     #[test]
     fn check_batch_names_what_is_broken() {
-        assert!(check_batch(&[]).is_err());
+        assert!(check_batch(&EventBatch::new()).is_err());
         assert!(
-            check_batch(&[ev(T, "")])
+            check_batch(&vec![ev(T, "")].into())
                 .unwrap_err()
                 .contains("message bytes")
         );
         assert!(
-            check_batch(&[ev(T, "a"), ev(T - 1, "b")])
+            check_batch(&vec![ev(T, "a"), ev(T - 1, "b")].into())
                 .unwrap_err()
                 .contains("earlier")
         );
         assert!(
-            check_batch(&[ev(T, "a"), ev(T + MAX_SPAN_MS, "b")])
+            check_batch(&vec![ev(T, "a"), ev(T + MAX_SPAN_MS, "b")].into())
                 .unwrap_err()
                 .contains("spans")
         );
         let many: Vec<LogEvent> = (0..10_001).map(|_| ev(T, "a")).collect();
-        assert!(check_batch(&many).unwrap_err().contains("events"));
+        assert!(check_batch(&many.into()).unwrap_err().contains("events"));
         let big = "x".repeat(MAX_EVENT_BYTES);
         let heavy: Vec<LogEvent> = (0..5).map(|_| ev(T, &big)).collect();
-        assert!(check_batch(&heavy).unwrap_err().contains("bytes"));
+        assert!(check_batch(&heavy.into()).unwrap_err().contains("bytes"));
     }
 
     /// A deterministic pseudo-random mix of sizes, clocks and empties: every batch valid, nothing lost.

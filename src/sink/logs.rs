@@ -11,6 +11,11 @@
 //! An accepted call may still skip events outside CloudWatch's time window; `rejectedLogEventsInfo` is
 //! reported in [`PutOutcome::skipped`] and logged. When the shutdown watch turns `true`, a wait or a call
 //! in flight is abandoned and [`Shutdown`] returned.
+//!
+//! The request body is written once per batch by [`body::put_log_events`] and handed to the SDK in place
+//! of its own, before signing; the SDK signs, sends, retries nothing (the loop here does) and parses the
+//! answer. Before the first call the sink has the SDK serialize a sample call and compares the bytes; if
+//! they differ (a later SDK may change its protocol), every call goes through the SDK's serializer.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,14 +26,19 @@ use aws_config::SdkConfig;
 use aws_config::imds;
 use aws_config::provider_config::ProviderConfig;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass, RejectedLogEventsInfo};
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::LogsConfig;
 use crate::sink::SinkStats;
-use crate::sink::batch::{LogBatcher, LogEvent, batch_bytes, check_batch};
+use crate::sink::batch::{EventBatch, LogBatcher, check_batch};
+use crate::sink::body;
 use crate::sink::retry::{
     Backoff, Failure, Retrier, Shutdown, Verdict, client_retry_config, client_timeout_config,
     or_shutdown,
@@ -122,6 +132,7 @@ pub struct LogsSink {
     class: LogGroupClass,
     backoff: Backoff,
     stats: Arc<SinkStats>,
+    writer: BodyWriter,
 }
 
 impl LogsSink {
@@ -146,12 +157,20 @@ impl LogsSink {
             class: LogGroupClass::from(logs.log_group_class.as_str()),
             backoff: Backoff::DEFAULT,
             stats: Arc::new(SinkStats::default()),
+            writer: BodyWriter::Unchecked,
         }
     }
 
     /// Replaces the retry timing ([`Backoff::DEFAULT`]).
     pub fn with_backoff(mut self, backoff: Backoff) -> LogsSink {
         self.backoff = backoff;
+        self
+    }
+
+    /// Lets the SDK serialize every request body, one event object per event and attempt: what the sink
+    /// falls back to by itself when the SDK no longer writes the bytes [`body::put_log_events`] writes.
+    pub fn with_sdk_serializer(mut self) -> LogsSink {
+        self.writer = BodyWriter::Sdk;
         self
     }
 
@@ -175,17 +194,21 @@ impl LogsSink {
     /// `shutdown` turns `true` (calls accepted before that may then be sent again by the caller).
     pub async fn put(
         &mut self,
-        events: Vec<LogEvent>,
+        events: impl Into<EventBatch>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<PutOutcome, Shutdown> {
+        let events = events.into();
         let mut outcome = PutOutcome::default();
         if events.is_empty() {
             return Ok(outcome);
         }
+        if self.writer == BodyWriter::Unchecked {
+            self.writer = choose_writer(&self.client).await;
+        }
         let batches = if check_batch(&events).is_ok() {
             vec![events]
         } else {
-            LogBatcher::batch_all(events)
+            LogBatcher::batch_all(&events)
         };
         let mut offset = 0;
         for batch in batches {
@@ -200,34 +223,51 @@ impl LogsSink {
     /// One PutLogEvents call, retried until accepted or refused for good.
     async fn put_batch(
         &self,
-        batch: Vec<LogEvent>,
+        batch: EventBatch,
         offset: usize,
         outcome: &mut PutOutcome,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), Shutdown> {
         let len = batch.len();
-        let bytes = batch_bytes(&batch);
-        let retained = Retained::of(&batch);
-        let mut first = Some(batch);
+        let bytes = batch.bytes();
+        // Written once; every attempt sends the same bytes.
+        let body = (self.writer == BodyWriter::Ours)
+            .then(|| Bytes::from(body::put_log_events(&self.group, &self.stream, &batch)));
         let mut retrier = Retrier::new("PutLogEvents", self.backoff, &self.stats, shutdown);
         let mut creations = 0u32;
         let accepted = loop {
-            let events = first.take().unwrap_or_else(|| retained.events());
-            let input = match to_input(events) {
-                Ok(input) => input,
-                Err(reason) => {
-                    self.reject(len, reason, outcome);
-                    return Ok(());
-                }
-            };
             let call = self
                 .client
                 .put_log_events()
                 .log_group_name(&self.group)
-                .log_stream_name(&self.stream)
-                .set_log_events(Some(input))
-                .send();
-            let failure = match or_shutdown(call, shutdown).await? {
+                .log_stream_name(&self.stream);
+            let result = match &body {
+                Some(body) => {
+                    let body = body.clone();
+                    // In place of the SDK's body (which holds no events), before the request is signed.
+                    let call = call
+                        .customize()
+                        .mutate_request(move |request| {
+                            request
+                                .headers_mut()
+                                .insert("content-length", body.len().to_string());
+                            *request.body_mut() = SdkBody::from(body.clone());
+                        })
+                        .send();
+                    or_shutdown(call, shutdown).await?
+                }
+                None => {
+                    let input = match to_input(&batch) {
+                        Ok(input) => input,
+                        Err(reason) => {
+                            self.reject(len, reason, outcome);
+                            return Ok(());
+                        }
+                    };
+                    or_shutdown(call.set_log_events(Some(input)).send(), shutdown).await?
+                }
+            };
+            let failure = match result {
                 Ok(accepted) => break accepted,
                 Err(e) => Failure::of(&e),
             };
@@ -346,53 +386,133 @@ impl LogsSink {
     }
 }
 
-/// A batch's events in one buffer. The first attempt hands the SDK the events themselves; a retry
-/// rebuilds them from here. A batch costs one copy, not an allocation per event per attempt.
+/// Who writes the PutLogEvents body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyWriter {
+    /// Not decided yet: decided before the first call.
+    Unchecked,
+    /// [`body::put_log_events`], written once per batch from its one buffer.
+    Ours,
+    /// The SDK's serializer, from one [`InputLogEvent`] per event and attempt.
+    Sdk,
+}
+
+/// [`BodyWriter::Ours`] when the SDK writes the very bytes [`body::put_log_events`] writes for a sample
+/// call, else [`BodyWriter::Sdk`] (a later SDK may change its protocol, as CloudWatch's did).
+async fn choose_writer(client: &Client) -> BodyWriter {
+    match sdk_agrees(client).await {
+        Ok(()) => BodyWriter::Ours,
+        Err(why) => {
+            warn!(
+                reason = %why,
+                "the AWS SDK no longer writes PutLogEvents as sshwatch does; using the SDK's serializer (more CPU per line)"
+            );
+            BodyWriter::Sdk
+        }
+    }
+}
+
+/// The sample: every character class the writers escape differently, plus non-ASCII text.
+fn sample_batch() -> EventBatch {
+    let mut sample = EventBatch::new();
+    sample.push(
+        1_700_000_000_000,
+        "Failed password for root from 192.0.2.1 port 22 ssh2",
+    );
+    sample.push(
+        1_700_000_000_001,
+        "quote \" backslash \\ controls \u{0}\u{8}\t\n\u{c}\r\u{1b}\u{1f} del \u{7f}",
+    );
+    sample.push(-1, "caf\u{e9} \u{1f511} \u{2028} \u{fffd} 0123456789abcdef");
+    sample
+}
+
+/// Has the SDK serialize a PutLogEvents of [`sample_batch`] and compares its request with ours. The call
+/// is stopped right after serialization: no credentials are asked for, nothing goes on the network.
+async fn sdk_agrees(client: &Client) -> Result<(), String> {
+    let sample = sample_batch();
+    let (group, stream) = ("sample-group \"/\\", "sample-stream \u{e9}");
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let _stopped = client
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(to_input(&sample)?))
+        .customize()
+        .interceptor(StopAfterSerialization(Arc::clone(&seen)))
+        .send()
+        .await;
+    let seen = seen
+        .lock()
+        .ok()
+        .and_then(|mut s| s.take())
+        .ok_or("the SDK did not serialize the sample call")?;
+    let Serialized {
+        content_type,
+        body: sdk_body,
+    } = seen;
+    if content_type.as_deref() != Some(JSON_CONTENT_TYPE) {
+        return Err(format!(
+            "the SDK sends content type {content_type:?}, not {JSON_CONTENT_TYPE}"
+        ));
+    }
+    let ours = body::put_log_events(group, stream, &sample);
+    if sdk_body != ours {
+        return Err(format!(
+            "the SDK wrote {}, sshwatch {}",
+            String::from_utf8_lossy(&sdk_body),
+            String::from_utf8_lossy(&ours)
+        ));
+    }
+    Ok(())
+}
+
+/// The content type of the awsJson 1.1 protocol that [`body::put_log_events`] writes.
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// A request as the SDK serialized it.
 #[derive(Debug)]
-struct Retained {
-    text: String,
-    /// `(timestamp_ms, end of the message in text)` per event.
-    events: Vec<(i64, usize)>,
+struct Serialized {
+    content_type: Option<String>,
+    body: Vec<u8>,
 }
 
-impl Retained {
-    fn of(batch: &[LogEvent]) -> Retained {
-        let mut text = String::with_capacity(batch.iter().map(|e| e.message.len()).sum());
-        let events = batch
-            .iter()
-            .map(|e| {
-                text.push_str(&e.message);
-                (e.timestamp_ms, text.len())
-            })
-            .collect();
-        Retained { text, events }
+/// Records the serialized request, then fails the call.
+#[derive(Debug)]
+struct StopAfterSerialization(Arc<std::sync::Mutex<Option<Serialized>>>);
+
+impl Intercept for StopAfterSerialization {
+    fn name(&self) -> &'static str {
+        "StopAfterSerialization"
     }
 
-    fn events(&self) -> Vec<LogEvent> {
-        let mut start = 0;
-        self.events
-            .iter()
-            .map(|&(timestamp_ms, end)| {
-                let message = self.text.get(start..end).unwrap_or_default().to_owned();
-                start = end;
-                LogEvent {
-                    timestamp_ms,
-                    message,
-                }
-            })
-            .collect()
+    fn read_after_serialization(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let seen = Serialized {
+            content_type: request.headers().get("content-type").map(str::to_owned),
+            body: request.body().bytes().unwrap_or_default().to_vec(),
+        };
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(seen);
+        }
+        Err("sample serialized; not sent".into())
     }
 }
 
-/// The SDK's events; an event the SDK will not build is a reason to refuse the batch (cannot happen with
-/// both fields set).
-fn to_input(batch: Vec<LogEvent>) -> Result<Vec<InputLogEvent>, String> {
+/// The SDK's events, for [`BodyWriter::Sdk`] and the sample; an event the SDK will not build is a reason
+/// to refuse the batch (cannot happen with both fields set).
+fn to_input(batch: &EventBatch) -> Result<Vec<InputLogEvent>, String> {
     batch
-        .into_iter()
-        .map(|e| {
+        .iter()
+        .map(|(timestamp_ms, message)| {
             InputLogEvent::builder()
-                .timestamp(e.timestamp_ms)
-                .message(e.message)
+                .timestamp(timestamp_ms)
+                .message(message)
                 .build()
                 .map_err(|e| format!("cannot build a log event: {e}"))
         })
@@ -514,22 +634,30 @@ mod tests {
 
     use super::*;
 
+    #[tokio::test]
+    async fn the_sdk_writes_the_body_sshwatch_writes() {
+        // No region, HTTP client or credentials: the check needs nothing past serialization.
+        let client = Client::new(&SdkConfig::builder().build());
+        assert_eq!(sdk_agrees(&client).await, Ok(()));
+        assert_eq!(choose_writer(&client).await, BodyWriter::Ours);
+    }
+
     #[test]
-    fn a_retry_sends_the_same_events_as_the_first_attempt() {
-        let batch: Vec<LogEvent> = ["", "Failed password for root", "caf\u{e9} \u{1f511}", "x"]
-            .iter()
-            .enumerate()
-            .map(|(i, m)| LogEvent {
-                timestamp_ms: 1_700_000_000_000 + i as i64,
-                message: (*m).to_owned(),
-            })
-            .collect();
-        let retained = Retained::of(&batch);
-        let again = retained.events();
-        assert_eq!(again.len(), batch.len());
-        for (a, b) in again.iter().zip(&batch) {
-            assert_eq!((a.timestamp_ms, &a.message), (b.timestamp_ms, &b.message));
+    fn the_sample_holds_every_byte_that_is_escaped() {
+        let sample = sample_batch();
+        let text: String = sample.iter().map(|(_, m)| m).collect();
+        for b in [b'"', b'\\', 0, 8, b'\t', b'\n', 0x0c, b'\r', 0x1b, 0x1f] {
+            assert!(text.as_bytes().contains(&b), "{b:#x}");
         }
+        assert!(!text.is_ascii());
+    }
+
+    #[test]
+    fn the_sdk_events_are_the_batch() {
+        let sample = sample_batch();
+        let input = to_input(&sample).expect("events");
+        let back: Vec<(i64, &str)> = input.iter().map(|e| (e.timestamp(), e.message())).collect();
+        assert_eq!(back, sample.iter().collect::<Vec<_>>());
     }
 
     #[test]

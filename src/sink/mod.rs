@@ -2,6 +2,7 @@
 //! policy they share.
 //!
 //! - [`batch`]: [`LogBatcher`], every PutLogEvents limit, pure.
+//! - [`body`]: the PutLogEvents request body, written from a batch's one buffer, pure.
 //! - [`logs`]: [`LogsSink`], one batch at a time into the configured group and stream.
 //! - [`metrics`]: [`MetricsSink`], one PutMetricData per minute.
 //! - [`retry`]: error classification, capped exponential backoff with full jitter, shutdown.
@@ -10,13 +11,14 @@
 //! turns `true`; what a call held is then still in the file or the checkpoint.
 
 pub mod batch;
+pub mod body;
 pub mod logs;
 pub mod metrics;
 pub mod retry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use self::batch::{LogBatcher, LogEvent};
+pub use self::batch::{EventBatch, LogBatcher, LogEvent};
 pub use self::logs::{LogsSink, PutOutcome, SkippedEvents};
 pub use self::metrics::{Datum, MetricsOutcome, MetricsSink};
 pub use self::retry::{Backoff, Shutdown};

@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
 use crate::config::{SourceConfig, StartPosition};
@@ -425,9 +426,9 @@ struct Tail {
     id: FileId,
     /// Offset right after the last byte handed out.
     offset: u64,
-    /// Bytes read from `offset` on (from `buf[start]`), not handed out yet.
-    buf: Vec<u8>,
-    start: usize,
+    /// Bytes read from `offset` on, not handed out yet. Lines are handed out as shared slices of it: one
+    /// allocation per chunk read, not one per line.
+    buf: BytesMut,
     /// Truncation seen: hand out what is buffered, then read again from 0.
     truncated: bool,
 }
@@ -437,7 +438,7 @@ impl fmt::Debug for Tail {
         f.debug_struct("Tail")
             .field("id", &self.id)
             .field("offset", &self.offset)
-            .field("buffered", &(self.buf.len() - self.start))
+            .field("buffered", &self.buf.len())
             .field("truncated", &self.truncated)
             .finish()
     }
@@ -454,8 +455,7 @@ impl Tail {
             file,
             id,
             offset,
-            buf: Vec::new(),
-            start: 0,
+            buf: BytesMut::new(),
             truncated: false,
         }
     }
@@ -470,7 +470,7 @@ impl Tail {
 
     /// Where the next read from the file starts.
     fn read_pos(&self) -> u64 {
-        self.offset + (self.buf.len() - self.start) as u64
+        self.offset + self.buf.len() as u64
     }
 
     fn has_data(&self) -> bool {
@@ -479,8 +479,8 @@ impl Tail {
 
     /// Hands out one line (or piece) of `len` bytes that consumes `consumed` bytes of the buffer.
     fn emit(&mut self, batch: &mut Batch, len: usize, consumed: usize) {
-        let bytes = self.buf[self.start..self.start + len].to_vec();
-        self.start += consumed;
+        let mut bytes = self.buf.split_to(consumed).freeze();
+        bytes.truncate(len);
         self.offset += consumed as u64;
         batch.used += consumed;
         let end = self.position(&batch.path, self.offset);
@@ -494,7 +494,7 @@ impl Tail {
     /// Hands out the complete lines in the buffer; `false` when the batch is full.
     fn take_lines(&mut self, batch: &mut Batch) -> bool {
         loop {
-            let pending = &self.buf[self.start..];
+            let pending = &self.buf[..];
             let (len, consumed) = match memchr::memchr(b'\n', pending) {
                 Some(i) => (strip_cr(&pending[..i]).len(), i + 1),
                 None if pending.len() >= MAX_LINE_BYTES => {
@@ -528,9 +528,7 @@ impl Tail {
             if batch.full() {
                 return Ok(false);
             }
-            // Keep only the partial line, then read after it.
-            self.buf.drain(..self.start);
-            self.start = 0;
+            // The buffer holds only the partial line: read after it.
             let old = self.buf.len();
             self.buf.resize(old + CHUNK_BYTES, 0);
             let n = loop {
@@ -557,7 +555,7 @@ impl Tail {
             if n == 0 {
                 if self.buf.is_empty() && self.buf.capacity() > 4 * CHUNK_BYTES {
                     // Give back what an over-long line needed.
-                    self.buf = Vec::new();
+                    self.buf = BytesMut::new();
                 }
                 return Ok(true);
             }
@@ -597,14 +595,14 @@ impl Tail {
     /// Hands out a last line without newline as a complete line (the file will not get its end);
     /// `false` when the batch is full.
     fn flush_partial(&mut self, batch: &mut Batch) -> bool {
-        let pending = self.buf.len() - self.start;
+        let pending = self.buf.len();
         if pending == 0 {
             return true;
         }
         if !batch.admits(pending) {
             return false;
         }
-        let len = strip_cr(&self.buf[self.start..]).len();
+        let len = strip_cr(&self.buf).len();
         self.emit(batch, len, pending);
         true
     }
@@ -613,7 +611,6 @@ impl Tail {
     fn restart(&mut self) {
         self.offset = 0;
         self.buf.clear();
-        self.start = 0;
         self.truncated = false;
     }
 }

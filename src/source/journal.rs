@@ -346,7 +346,7 @@ async fn pump(
         };
         *cursor = Some(rendered.cursor.clone());
         let line = Line {
-            bytes: rendered.line,
+            bytes: rendered.line.into(),
             end: Position::Journal {
                 cursor: rendered.cursor,
             },

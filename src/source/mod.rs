@@ -15,10 +15,12 @@ mod fingerprint;
 pub mod journal;
 mod watch;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::file::{CHUNK_BYTES, FileSource, MAX_LINE_BYTES, SourceStatus};
@@ -54,15 +56,38 @@ pub enum Position {
     Journal { cursor: String },
 }
 
+/// A line's bytes as text: valid UTF-8 as is (no copy), anything else decoded lossily (U+FFFD), never
+/// dropped.
+pub fn as_text(bytes: &[u8]) -> Cow<'_, str> {
+    // `from_utf8` first: `from_utf8_lossy` checks byte by byte, several times slower on valid text.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// One complete line, terminator stripped (also a trailing `\r`), bytes as read.
 ///
 /// A line longer than [`MAX_LINE_BYTES`] comes in pieces of at most that size (each piece is a `Line`, the
 /// last one ends at the terminator), so memory stays bounded whatever the file holds.
 #[derive(Debug, Clone)]
 pub struct Line {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// The position right after this line's terminator: resuming there yields the next line.
     pub end: Position,
     /// When the line was read; the event time.
     pub read_at: SystemTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_lossy_only_when_needed() {
+        assert!(matches!(as_text(b"plain"), Cow::Borrowed("plain")));
+        assert!(matches!(as_text("café".as_bytes()), Cow::Borrowed("café")));
+        assert_eq!(as_text(b"bad \xff byte"), "bad \u{fffd} byte");
+        assert_eq!(as_text(b"cut \xc3"), "cut \u{fffd}");
+    }
 }
