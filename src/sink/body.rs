@@ -175,6 +175,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any batch, any text: the body parses as JSON and holds the group, stream and events as given.
+        #[test]
+        fn any_batch_parses_back(
+            group in ".{0,20}",
+            stream in ".{0,20}",
+            events in proptest::collection::vec((proptest::num::i64::ANY, ".{0,80}"), 0..20),
+        ) {
+            let mut batch = EventBatch::new();
+            for (timestamp_ms, message) in &events {
+                batch.push(*timestamp_ms, message);
+            }
+            let body: serde_json::Value =
+                serde_json::from_slice(&put_log_events(&group, &stream, &batch)).expect("valid JSON");
+            proptest::prop_assert_eq!(&body["logGroupName"], group.as_str());
+            proptest::prop_assert_eq!(&body["logStreamName"], stream.as_str());
+            let back: Vec<(i64, String)> = body["logEvents"]
+                .as_array()
+                .expect("an array")
+                .iter()
+                .map(|e| {
+                    let ts = e["timestamp"].as_i64().expect("an integer");
+                    (ts, e["message"].as_str().expect("a string").to_owned())
+                })
+                .collect();
+            proptest::prop_assert_eq!(back, events);
+        }
+    }
+
     #[test]
     fn integers_in_decimal() {
         for n in [0, 7, -7, 1_700_000_000_123, i64::MAX, i64::MIN] {
