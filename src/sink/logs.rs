@@ -26,7 +26,9 @@ use aws_config::SdkConfig;
 use aws_config::imds;
 use aws_config::provider_config::ProviderConfig;
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_cloudwatchlogs::config::interceptors::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass, RejectedLogEventsInfo};
 use aws_smithy_types::body::SdkBody;
@@ -243,16 +245,9 @@ impl LogsSink {
                 .log_stream_name(&self.stream);
             let result = match &body {
                 Some(body) => {
-                    let body = body.clone();
-                    // In place of the SDK's body (which holds no events), before the request is signed.
                     let call = call
                         .customize()
-                        .mutate_request(move |request| {
-                            request
-                                .headers_mut()
-                                .insert("content-length", body.len().to_string());
-                            *request.body_mut() = SdkBody::from(body.clone());
-                        })
+                        .interceptor(ReplaceBody(body.clone()))
                         .send();
                     or_shutdown(call, shutdown).await?
                 }
@@ -504,6 +499,31 @@ impl Intercept for StopAfterSerialization {
     }
 }
 
+/// Puts its body in place of the SDK's (which holds no events) before the request is signed, so the
+/// signature covers it.
+#[derive(Debug)]
+struct ReplaceBody(Bytes);
+
+impl Intercept for ReplaceBody {
+    fn name(&self) -> &'static str {
+        "ReplaceBody"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request_mut();
+        request
+            .headers_mut()
+            .insert("content-length", self.0.len().to_string());
+        *request.body_mut() = SdkBody::from(self.0.clone());
+        Ok(())
+    }
+}
+
 /// The SDK's events, for [`BodyWriter::Sdk`] and the sample; an event the SDK will not build is a reason
 /// to refuse the batch (cannot happen with both fields set).
 fn to_input(batch: &EventBatch) -> Result<Vec<InputLogEvent>, String> {
@@ -640,6 +660,57 @@ mod tests {
         let client = Client::new(&SdkConfig::builder().build());
         assert_eq!(sdk_agrees(&client).await, Ok(()));
         assert_eq!(choose_writer(&client).await, BodyWriter::Ours);
+    }
+
+    /// `content-length` and body of a request.
+    type Seen = Arc<std::sync::Mutex<Option<(Option<String>, Vec<u8>)>>>;
+
+    /// Records the request as it is about to be signed, then stops the call.
+    #[derive(Debug)]
+    struct StopBeforeSigning(Seen);
+
+    impl Intercept for StopBeforeSigning {
+        fn name(&self) -> &'static str {
+            "StopBeforeSigning"
+        }
+
+        fn read_before_signing(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            let request = context.request();
+            let length = request.headers().get("content-length").map(str::to_owned);
+            let body = request.body().bytes().unwrap_or_default().to_vec();
+            *self.0.lock().expect("not poisoned") = Some((length, body));
+            Err("stopped before signing".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_is_in_place_when_the_request_is_signed() {
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::new()
+            .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .build();
+        let client = Client::from_conf(conf);
+        let body = body::put_log_events("g", "s", &sample_batch());
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let result = client
+            .put_log_events()
+            .log_group_name("g")
+            .log_stream_name("s")
+            .customize()
+            .interceptor(ReplaceBody(Bytes::from(body.clone())))
+            .interceptor(StopBeforeSigning(Arc::clone(&seen)))
+            .send()
+            .await;
+        assert!(result.is_err());
+        let seen = seen.lock().expect("not poisoned").take();
+        assert_eq!(seen, Some((Some(body.len().to_string()), body)));
     }
 
     #[test]
