@@ -445,6 +445,7 @@ async fn sdk_agrees(client: &Client) -> Result<(), String> {
     let Serialized {
         content_type,
         body: sdk_body,
+        ..
     } = seen;
     if content_type.as_deref() != Some(JSON_CONTENT_TYPE) {
         return Err(format!(
@@ -465,16 +466,32 @@ async fn sdk_agrees(client: &Client) -> Result<(), String> {
 /// The content type of the awsJson 1.1 protocol that [`body::put_log_events`] writes.
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// A request as the SDK serialized it.
-#[derive(Debug)]
+/// What the SDK made of a request: two headers and the body.
+#[derive(Debug, PartialEq, Eq)]
 struct Serialized {
     content_type: Option<String>,
+    content_length: Option<String>,
     body: Vec<u8>,
 }
 
+impl Serialized {
+    fn of(context: &BeforeTransmitInterceptorContextRef<'_>) -> Serialized {
+        let request = context.request();
+        let header = |name| request.headers().get(name).map(str::to_owned);
+        Serialized {
+            content_type: header("content-type"),
+            content_length: header("content-length"),
+            body: request.body().bytes().unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+/// Where [`StopAfterSerialization`] keeps what it saw.
+type Seen = Arc<std::sync::Mutex<Option<Serialized>>>;
+
 /// Records the serialized request, then fails the call.
 #[derive(Debug)]
-struct StopAfterSerialization(Arc<std::sync::Mutex<Option<Serialized>>>);
+struct StopAfterSerialization(Seen);
 
 impl Intercept for StopAfterSerialization {
     fn name(&self) -> &'static str {
@@ -487,13 +504,8 @@ impl Intercept for StopAfterSerialization {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let request = context.request();
-        let seen = Serialized {
-            content_type: request.headers().get("content-type").map(str::to_owned),
-            body: request.body().bytes().unwrap_or_default().to_vec(),
-        };
         if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(seen);
+            *slot = Some(Serialized::of(context));
         }
         Err("sample serialized; not sent".into())
     }
@@ -662,9 +674,6 @@ mod tests {
         assert_eq!(choose_writer(&client).await, BodyWriter::Ours);
     }
 
-    /// `content-length` and body of a request.
-    type Seen = Arc<std::sync::Mutex<Option<(Option<String>, Vec<u8>)>>>;
-
     /// Records the request as it is about to be signed, then stops the call.
     #[derive(Debug)]
     struct StopBeforeSigning(Seen);
@@ -680,10 +689,7 @@ mod tests {
             _: &RuntimeComponents,
             _: &mut ConfigBag,
         ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let request = context.request();
-            let length = request.headers().get("content-length").map(str::to_owned);
-            let body = request.body().bytes().unwrap_or_default().to_vec();
-            *self.0.lock().expect("not poisoned") = Some((length, body));
+            *self.0.lock().expect("not poisoned") = Some(Serialized::of(context));
             Err("stopped before signing".into())
         }
     }
@@ -709,8 +715,10 @@ mod tests {
             .send()
             .await;
         assert!(result.is_err());
-        let seen = seen.lock().expect("not poisoned").take();
-        assert_eq!(seen, Some((Some(body.len().to_string()), body)));
+        let seen = seen.lock().expect("not poisoned").take().expect("seen");
+        assert_eq!(seen.content_length, Some(body.len().to_string()));
+        assert_eq!(seen.body, body);
+        assert_eq!(seen.content_type.as_deref(), Some(JSON_CONTENT_TYPE));
     }
 
     #[test]
