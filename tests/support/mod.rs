@@ -1,9 +1,11 @@
 //! Shared test harness: a real moto server on a free loopback port, and the `sshwatch` binary wired to it.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Path of the `sshwatch` binary under test.
@@ -31,6 +33,28 @@ fn moto_server_path() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
+/// Reads moto's stderr to its end (its request log must not fill the pipe) and sends the port of its
+/// ` * Running on http://127.0.0.1:PORT` line.
+fn announced_port(stderr: ChildStderr) -> mpsc::Receiver<u16> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let port = line.split("http://127.0.0.1:").nth(1).and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok()
+            });
+            if let Some(port) = port
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    rx
+}
+
 /// A moto server, killed on drop.
 #[derive(Debug)]
 pub struct Moto {
@@ -40,16 +64,17 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a fresh server and waits until it accepts connections.
+    /// Starts a fresh server and waits until it accepts connections. The server picks its own port
+    /// (`-p 0`) and says which on stderr: a port chosen here and bound later could be taken meanwhile by
+    /// another test's server, which this one would then share.
     pub fn start() -> Moto {
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = free_port();
             let child = Command::new(moto_server_path())
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-H", "127.0.0.1", "-p", "0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn();
             let mut child = match child {
                 Ok(c) => c,
@@ -57,20 +82,28 @@ impl Moto {
                     "cannot start moto_server ({e}); run .ci/run or `python3 -m venv .venv && .venv/bin/pip install 'moto[server]'`"
                 ),
             };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_err = format!("moto_server exited with {status}");
-                    break;
+            let port = child.stderr.take().map(announced_port);
+            match port.and_then(|rx| rx.recv_timeout(Duration::from_secs(30)).ok()) {
+                Some(port) => {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while Instant::now() < deadline {
+                        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                            return Moto {
+                                child,
+                                port,
+                                endpoint: format!("http://127.0.0.1:{port}"),
+                            };
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    last_err = format!("moto_server announced port {port} but does not accept");
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Moto {
-                        child,
-                        port,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                    };
+                None => {
+                    last_err = match child.try_wait() {
+                        Ok(Some(status)) => format!("moto_server exited with {status}"),
+                        _ => "moto_server did not announce its port within 30 s".to_owned(),
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
             let _ = child.wait();
