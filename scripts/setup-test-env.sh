@@ -4,10 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/moto_server ]; then
-    echo "setting up .venv with moto[server]" >&2
+# moto >= 5.2.6 serves CloudWatch's Smithy RPC v2 CBOR protocol, which the current aws-sdk-cloudwatch speaks;
+# the constraints file pins it and its dependencies so that every machine tests against the same server.
+constraints=scripts/requirements/moto-constraints.txt
+want=$(sed -n 's/^moto==//p' "$constraints")
+have=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)
+if [ ! -x .venv/bin/moto_server ] || [ "$have" != "$want" ]; then
+    echo "setting up .venv with moto[server] $want (found: ${have:-none})" >&2
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+    .venv/bin/pip install --quiet --disable-pip-version-check -c "$constraints" "moto[server]==$want"
 fi
 
 # The journal tests start a private systemd-journald in a mount namespace and
