@@ -35,7 +35,7 @@ pub enum Fault {
     /// Forward to moto and relay its answer.
     Pass,
     /// HTTP 400 with the service's throttling error: `ThrottlingException` (JSON) for CloudWatch Logs,
-    /// `Throttling` (query XML) for CloudWatch.
+    /// `Throttling` (RPC v2 CBOR with its query-compatible code, or query XML) for CloudWatch.
     Throttle,
     /// This HTTP status: 500 with the service's internal error (`ServiceUnavailableException` /
     /// `InternalServiceError`), any other status with a bare HTML body, as a load balancer sends.
@@ -54,8 +54,8 @@ pub enum Fault {
 pub struct Seen {
     /// `logs`, `monitoring`, … from the SigV4 credential scope.
     pub service: String,
-    /// `PutLogEvents` (from `X-Amz-Target`), `PutMetricData` (from the query body's `Action`), or empty
-    /// when it cannot be read (a gzip-compressed query body).
+    /// `PutLogEvents` (from `X-Amz-Target`), `PutMetricData` (from the RPC v2 path or the query body's
+    /// `Action`), or empty when it cannot be read (a gzip-compressed query body).
     pub operation: String,
     pub fault: Fault,
     /// Empty when the body budget was spent.
@@ -243,10 +243,20 @@ impl Request {
             .to_owned()
     }
 
-    /// The operation from `X-Amz-Target` (JSON protocols) or the query body's `Action`.
+    /// Whether the request speaks Smithy RPC v2 CBOR (CloudWatch's protocol in current SDKs).
+    fn is_cbor(&self) -> bool {
+        self.header("smithy-protocol") == Some("rpc-v2-cbor")
+    }
+
+    /// The operation from `X-Amz-Target` (JSON protocols), the RPC v2 path
+    /// (`/service/SERVICE/operation/OPERATION`) or the query body's `Action`.
     fn operation(&self) -> String {
         if let Some(t) = self.header("x-amz-target") {
             return t.rsplit('.').next().unwrap_or(t).to_owned();
+        }
+        let path = self.head.first().and_then(|l| l.split(' ').nth(1)).unwrap_or("");
+        if let Some((_, op)) = path.split_once("/operation/") {
+            return op.split(['?', '/']).next().unwrap_or(op).to_owned();
         }
         if self
             .header("content-encoding")
@@ -349,9 +359,9 @@ fn serve(conn: TcpStream, s: &Shared) {
             None
         }
         Fault::Drop => None,
-        Fault::Throttle => Some(error_answer(&service, 400, ErrorKind::Throttle)),
-        Fault::InvalidParameter => Some(error_answer(&service, 400, ErrorKind::Invalid)),
-        Fault::Status(500) => Some(error_answer(&service, 500, ErrorKind::Internal)),
+        Fault::Throttle => Some(error_answer(&req, &service, 400, ErrorKind::Throttle)),
+        Fault::InvalidParameter => Some(error_answer(&req, &service, 400, ErrorKind::Invalid)),
+        Fault::Status(500) => Some(error_answer(&req, &service, 500, ErrorKind::Internal)),
         Fault::Status(code) => Some(bare_status(code)),
     };
     match answer {
@@ -372,9 +382,10 @@ enum ErrorKind {
     Internal,
 }
 
-/// The service's own error answer: JSON 1.1 `__type` for CloudWatch Logs (and other JSON services),
-/// query XML `ErrorResponse` for CloudWatch (`monitoring`).
-fn error_answer(service: &str, status: u16, kind: ErrorKind) -> Vec<u8> {
+/// The service's own error answer: JSON 1.1 `__type` for CloudWatch Logs (and other JSON services); for
+/// CloudWatch (`monitoring`) an RPC v2 CBOR error map with the query-compatible code in
+/// `x-amzn-query-error` (what current SDKs read), or query XML `ErrorResponse` for a query request.
+fn error_answer(req: &Request, service: &str, status: u16, kind: ErrorKind) -> Vec<u8> {
     let query = service == "monitoring";
     let (code, message) = match (kind, query) {
         (ErrorKind::Throttle, false) => ("ThrottlingException", "Rate exceeded"),
@@ -386,19 +397,27 @@ fn error_answer(service: &str, status: u16, kind: ErrorKind) -> Vec<u8> {
         }
         (ErrorKind::Internal, true) => ("InternalServiceError", "injected by the test proxy"),
     };
-    let (content_type, body) = if query {
-        let kind = if status >= 500 { "Receiver" } else { "Sender" };
+    let sender = if status >= 500 { "Receiver" } else { "Sender" };
+    let mut extra = String::new();
+    let (content_type, body) = if query && req.is_cbor() {
+        extra = format!("smithy-protocol: rpc-v2-cbor\r\nx-amzn-query-error: {code};{sender}\r\n");
+        (
+            "application/cbor",
+            cbor_text_map(&[("__type", code), ("message", message)]),
+        )
+    } else if query {
         (
             "text/xml",
             format!(
-                "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>{kind}</Type>\
+                "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>{sender}</Type>\
                  <Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
-            ),
+            )
+            .into_bytes(),
         )
     } else {
         (
             "application/x-amz-json-1.1",
-            format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+            format!(r#"{{"__type":"{code}","message":"{message}"}}"#).into_bytes(),
         )
     };
     let reason = if status >= 500 {
@@ -406,11 +425,36 @@ fn error_answer(service: &str, status: u16, kind: ErrorKind) -> Vec<u8> {
     } else {
         "Bad Request"
     };
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: proxy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{extra}x-amzn-RequestId: proxy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A CBOR map of short text keys and values (RFC 8949: major type 5 for the map, 3 for each text).
+fn cbor_text_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    fn head(out: &mut Vec<u8>, major: u8, len: usize) {
+        match len {
+            0..=23 => out.push(major << 5 | len as u8),
+            24..=255 => out.extend_from_slice(&[major << 5 | 24, len as u8]),
+            _ => {
+                out.push(major << 5 | 25);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    head(&mut out, 5, pairs.len());
+    for (k, v) in pairs {
+        for text in [k, v] {
+            head(&mut out, 3, text.len());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
 }
 
 /// A status with an HTML body and no AWS error code, as a load balancer answers.
