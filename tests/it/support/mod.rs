@@ -161,14 +161,40 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// A `Command` for the binary, detached from any systemd of the test's own (no `NOTIFY_SOCKET`, no
+/// `JOURNAL_STREAM`: logs go to stderr) and in UTC.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(sshwatch_bin());
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .env("TZ", "UTC");
+    cmd
+}
+
 /// A `Command` for the binary with the AWS environment of `endpoint`.
 pub fn sshwatch(endpoint: &str) -> Command {
-    let mut cmd = Command::new(sshwatch_bin());
+    let mut cmd = bin();
     for (k, v) in aws_env(endpoint) {
         cmd.env(k, v);
     }
-    cmd.env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
     cmd
+}
+
+/// A file of `tests/fixtures/sshd/`.
+pub fn sshd_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sshd")
+        .join(name)
+}
+
+/// The non-empty lines of a file under the repository root.
+pub fn fixture_lines(path: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("fixture `{path}`: {e}"));
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The TestMetricFilter stub for `verify` tests.

@@ -1,13 +1,11 @@
 //! `sshwatch bootstrap` and `sshwatch iam-policy` end to end against a real moto server.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::Moto;
 use aws_sdk_cloudwatch::types::MetricAlarm;
 use serde_json::Value;
-use support::Moto;
 
 const SEED_ALARMS: [(&str, &str); 3] = [
     ("FailedPasswordMetricsAlarm", "FailedPasswordMetrics"),
@@ -40,7 +38,7 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn bootstrap(endpoint: &str, config: &Path, extra: &[&str]) -> Output {
-    support::sshwatch(endpoint)
+    crate::support::sshwatch(endpoint)
         .arg("bootstrap")
         .arg("--config")
         .arg(config)
@@ -386,7 +384,7 @@ fn dry_run_prints_every_call_and_makes_none() {
     let config = write_config(dir.path(), "sshwatch.toml", BASE);
 
     // Nothing listens on this port: any call would fail the command.
-    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let dead = format!("http://127.0.0.1:{}", crate::support::free_port());
     let out = bootstrap(&dead, &config, &["--dry-run"]);
     let text = ok_stdout(&out);
     let plan: Value = serde_json::from_str(&text).expect("the plan is JSON");
@@ -615,7 +613,7 @@ fn iam_policy_prints_scoped_run_and_bootstrap_policies() {
         "sshwatch.toml",
         &format!("[aws]\nregion = \"eu-west-1\"\n[metrics]\nnamespace = \"SSHWatch\"\n{BASE}"),
     );
-    let out = support::sshwatch("http://127.0.0.1:9")
+    let out = crate::support::sshwatch("http://127.0.0.1:9")
         .args(["iam-policy", "--config"])
         .arg(&config)
         .output()

@@ -1,21 +1,11 @@
 //! `sshwatch replay`: year inference across New Year, the progress bar on a terminal, and a real
 //! backfill into moto (lines with their own timestamps, per-minute counts, CloudWatch's age limits).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{Duration as ChronoDuration, Utc};
-
-fn bin() -> Command {
-    let mut cmd = Command::new(support::sshwatch_bin());
-    cmd.env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env("TZ", "UTC");
-    cmd
-}
 
 /// Sets `path`'s mtime with coreutils' `touch -d`.
 fn set_mtime(path: &Path, when: &str) {
@@ -73,7 +63,7 @@ fn new_year_gets_the_right_years() {
     // Read in January: the December lines belong to the year before.
     set_mtime(&log, "2026-01-02 11:00:00 UTC");
     let config = write_config(dir.path(), "");
-    let out = bin()
+    let out = crate::support::bin()
         .args(["replay", "--dry-run", "--config"])
         .arg(&config)
         .arg(&log)
@@ -95,7 +85,7 @@ fn new_year_gets_the_right_years() {
 
     // Rotated long ago and read in June: the January lines are that year's, December the year before.
     set_mtime(&log, "2026-06-01 00:00:00 UTC");
-    let out = bin()
+    let out = crate::support::bin()
         .args(["replay", "--dry-run", "--config"])
         .arg(&config)
         .arg(&log)
@@ -127,7 +117,7 @@ fn dry_run_counts_the_lines_it_would_ship() {
         dir.path(),
         "expand_repeated = true\n[logs]\nretention_in_days = 7\n",
     );
-    let out = bin()
+    let out = crate::support::bin()
         .args(["replay", "--dry-run", "--config"])
         .arg(&config)
         .arg(&log)
@@ -154,7 +144,7 @@ fn progress_bar_on_a_terminal_only() {
     let config = write_config(dir.path(), "");
     let command = format!(
         "{} replay --dry-run --config {} {}",
-        support::sshwatch_bin(),
+        crate::support::sshwatch_bin(),
         config.display(),
         log.display()
     );
@@ -180,7 +170,7 @@ fn progress_bar_on_a_terminal_only() {
     assert!(tty.contains("lines: 20000"), "no summary: {tty:?}");
 
     // Piped: the same summary, no bar.
-    let out = bin()
+    let out = crate::support::bin()
         .args(["replay", "--dry-run", "--config"])
         .arg(&config)
         .arg(&log)
@@ -195,7 +185,7 @@ fn missing_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "");
     let missing = dir.path().join("nope.log");
-    let out = bin()
+    let out = crate::support::bin()
         .args(["replay", "--dry-run", "--config"])
         .arg(&config)
         .arg(&missing)
@@ -208,7 +198,7 @@ fn missing_file_is_a_clear_error() {
 
 #[test]
 fn replay_ships_lines_with_their_timestamps_and_publishes_their_minutes() {
-    let moto = support::Moto::start();
+    let moto = crate::support::Moto::start();
     let dir = tempfile::tempdir().expect("tempdir");
     // Whole minutes in the recent past, so CloudWatch accepts both the events and the datapoints.
     let base = (Utc::now() - ChronoDuration::minutes(45)).timestamp() / 60 * 60;
@@ -246,7 +236,7 @@ fn replay_ships_lines_with_their_timestamps_and_publishes_their_minutes() {
         dir.path(),
         "expand_repeated = true\n[logs]\nlog_group_name = \"replayed\"\nlog_stream_name = \"host-a\"\n",
     );
-    let mut cmd = support::sshwatch(&moto.endpoint);
+    let mut cmd = crate::support::sshwatch(&moto.endpoint);
     let out = cmd
         .env("TZ", "UTC")
         .args(["replay", "--config"])

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use sshwatch::pattern::{FilterPattern, PatternKind, split_fields};
 
-const CASES: &str = include_str!("fixtures/filter-pattern-cases.tsv");
+const CASES: &str = include_str!("../fixtures/filter-pattern-cases.tsv");
 
 /// Rows whose expected answer this engine knowingly does not give, with the
 /// reason. Only `inferred` and `reimplementation` rows may be listed; the

@@ -1,8 +1,6 @@
 //! The logs and metrics sinks against a real moto server, with the fault-injecting proxy in front for
 //! throttling, 5xx, refused requests and dropped connections; every check reads back from moto.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -12,8 +10,8 @@ use sshwatch::sink::batch::{CONTINUED_MARKER, MAX_EVENT_BYTES, check_batch};
 use sshwatch::sink::{Backoff, LogBatcher, LogEvent, LogsSink, MetricsSink, Shutdown};
 use tokio::sync::watch;
 
-use support::proxy::{Fault, Proxy};
-use support::{Moto, sdk_config_for};
+use crate::support::proxy::{Fault, Proxy};
+use crate::support::{Moto, sdk_config_for};
 
 /// Quick retries, so a test with a handful of faults takes well under a second.
 const FAST: Backoff = Backoff {

@@ -4,8 +4,6 @@
 //! Metric assertions sum every minute's datapoints, so they do not depend on where the wall-clock minute
 //! boundaries fall; SIGTERM publishes the open minute, so a test does not wait for minutes to close.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -15,12 +13,12 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::proxy::{Fault, Proxy};
+use crate::support::{Moto, sdk_config_for, sshwatch};
 use aws_sdk_cloudwatch::types::Statistic;
 use aws_smithy_types::DateTime;
 use sshwatch::classify::{Classifier, Scratch};
 use sshwatch::config::Config;
-use support::proxy::{Fault, Proxy};
-use support::{Moto, sdk_config_for, sshwatch};
 
 const GROUP: &str = "sshwatch-test";
 const STREAM: &str = "host-a";
@@ -38,18 +36,9 @@ const MARKER: &str = sshwatch::sink::batch::CONTINUED_MARKER;
 const FIXTURE: &str = "tests/fixtures/sshd/lab-deb12-openssh9.2p1-rsyslog-traditional.auth.log";
 const FIXTURE_2: &str = "tests/fixtures/sshd/lab-openssh10.5p1-penalties-off-traditional.auth.log";
 
-fn fixture(path: &str) -> Vec<String> {
-    let text =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("fixture");
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// `n` distinct real sshd lines: the fixture's lines in turn, each with its sequence number appended.
 fn numbered(n: usize) -> Vec<String> {
-    let base = fixture(FIXTURE);
+    let base = crate::support::fixture_lines(FIXTURE);
     (0..n)
         .map(|i| format!("{} seq={i}", base[i % base.len()]))
         .collect()
@@ -359,9 +348,9 @@ async fn ships_every_line_once_in_order_and_publishes_the_matches() {
     let env = Env::new("");
     fs::write(&env.log, "").unwrap();
     let mut daemon = env.start(&moto.endpoint);
-    let lines: Vec<String> = fixture(FIXTURE)
+    let lines: Vec<String> = crate::support::fixture_lines(FIXTURE)
         .into_iter()
-        .chain(fixture(FIXTURE_2))
+        .chain(crate::support::fixture_lines(FIXTURE_2))
         .collect();
     for chunk in lines.chunks(60) {
         env.append(chunk);
@@ -927,7 +916,7 @@ async fn notifies_ready_watchdog_status_and_stopping() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(notify.count("WATCHDOG=1") >= 2, "{:?}", notify.messages());
 
-    let lines = fixture(FIXTURE);
+    let lines = crate::support::fixture_lines(FIXTURE);
     env.append(&lines);
     wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(10)).await;
     // STATUS counts a batch as shipped once its checkpoint is written (an fsync, slow on a busy disk).
@@ -1043,7 +1032,9 @@ async fn near_misses_of_a_format_the_patterns_cannot_fit_are_published() {
     let env = Env::new("");
     fs::write(&env.log, "").unwrap();
     let mut daemon = env.start(&moto.endpoint);
-    let lines = fixture("tests/fixtures/sshd/lab-deb12-openssh9.2p1-rsyslog-default.auth.log");
+    let lines = crate::support::fixture_lines(
+        "tests/fixtures/sshd/lab-deb12-openssh9.2p1-rsyslog-default.auth.log",
+    );
     env.append(&lines);
     wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(20)).await;
     assert!(daemon.terminate().success(), "{}", daemon.stderr());

@@ -6,8 +6,6 @@
 //! `systemd-cat` (inside the namespace via `nsenter`) write into it; the source reads the journal
 //! files through `journalctl --directory=/proc/PID/root/run/log/journal`. Needs root (CI runs as root).
 
-mod support;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,12 +142,6 @@ impl Drop for PrivateJournald {
     }
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sshd")
-        .join(name)
-}
-
 /// Reads lines until `n` arrived (or panics after 30 s).
 async fn read_lines(source: &mut JournalSource, n: usize) -> Vec<Line> {
     let mut out = Vec::new();
@@ -179,7 +171,7 @@ fn seed_counts<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> (u64, u64, u64)
 
 /// `(tag without pid, pid, message)` of each line of the rsyslog-traditional capture.
 fn traditional_events(file: &str) -> (Vec<String>, Vec<(String, u32, String)>) {
-    let text = std::fs::read_to_string(fixture(file)).expect("fixture");
+    let text = std::fs::read_to_string(crate::support::sshd_fixture(file)).expect("fixture");
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     let events = lines
         .iter()
@@ -320,7 +312,7 @@ async fn start_at_end_skips_old_entries_and_batches_respect_max_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_ships_journal_lines_that_count_like_the_traditional_file() {
     let journald = PrivateJournald::start();
-    let moto = support::Moto::start();
+    let moto = crate::support::Moto::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = "lab-openssh10.5p1-penalties-off-traditional.auth.log";
     let (file_lines, events) = traditional_events(file);
@@ -342,7 +334,7 @@ async fn the_daemon_ships_journal_lines_that_count_like_the_traditional_file() {
     let stderr = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
     let mut daemon = Command::new("nsenter")
         .args(["-t", &journald.pid.to_string(), "-m", "--"])
-        .arg(support::sshwatch_bin())
+        .arg(crate::support::sshwatch_bin())
         .args(["run", "--config"])
         .arg(&config)
         .envs(moto.env())

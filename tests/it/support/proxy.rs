@@ -254,7 +254,11 @@ impl Request {
         if let Some(t) = self.header("x-amz-target") {
             return t.rsplit('.').next().unwrap_or(t).to_owned();
         }
-        let path = self.head.first().and_then(|l| l.split(' ').nth(1)).unwrap_or("");
+        let path = self
+            .head
+            .first()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("");
         if let Some((_, op)) = path.split_once("/operation/") {
             return op.split(['?', '/']).next().unwrap_or(op).to_owned();
         }

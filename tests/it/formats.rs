@@ -3,7 +3,7 @@
 //! RFC 3339, repeat-reduced, and as every `journalctl` rendering).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,20 +12,8 @@ use sshwatch::config::{Config, DetectorConfig};
 use sshwatch::detector::{Detector, check_sample, startup_check};
 use sshwatch::format::{FormatReport, LineFormat};
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshwatch"));
-    cmd.env_remove("JOURNAL_STREAM").env("TZ", "UTC");
-    cmd
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sshd")
-        .join(name)
-}
-
 fn lines_of(name: &str) -> Vec<String> {
-    std::fs::read_to_string(fixture(name))
+    std::fs::read_to_string(crate::support::sshd_fixture(name))
         .expect("fixture")
         .lines()
         .map(str::to_string)
@@ -34,7 +22,7 @@ fn lines_of(name: &str) -> Vec<String> {
 
 /// `(InvalidUser, FailedPassword, ClosedConnection)` as `sshwatch classify` prints them.
 fn classify(config: Option<&Path>, file: &Path) -> (u64, u64, u64) {
-    let mut cmd = bin();
+    let mut cmd = crate::support::bin();
     cmd.arg("classify");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
@@ -67,7 +55,7 @@ fn seed_config(dir: &Path, expand: bool) -> PathBuf {
 
 /// `sshwatch init --from FILE --output OUT`; returns the written text.
 fn init(from: &Path, out: &Path) -> String {
-    let o = bin()
+    let o = crate::support::bin()
         .args(["init", "--from"])
         .arg(from)
         .arg("--output")
@@ -184,7 +172,7 @@ fn startup_check_warns_on_rfc3339_with_the_seed_and_not_on_traditional() {
             Config::from_toml_str(
                 &format!(
                     "[source]\nfile_path = {:?}\njournal = false\n",
-                    fixture(file).display().to_string()
+                    crate::support::sshd_fixture(file).display().to_string()
                 ),
                 None,
             )
@@ -298,17 +286,17 @@ fn init_writes_filters_that_count_what_the_traditional_file_counts() {
         assert_eq!(
             classify(
                 Some(&seed_config(dir.path(), expand)),
-                &fixture(traditional)
+                &crate::support::sshd_fixture(traditional)
             ),
             expected,
             "{traditional}"
         );
         for file in [traditional, rfc3339] {
             let out = dir.path().join(format!("{file}.toml"));
-            let text = init(&fixture(file), &out);
+            let text = init(&crate::support::sshd_fixture(file), &out);
             Config::load(&out, false).unwrap_or_else(|e| panic!("{file}: {e}\n{text}"));
             assert_eq!(
-                classify(Some(&out), &fixture(file)),
+                classify(Some(&out), &crate::support::sshd_fixture(file)),
                 expected,
                 "{file}:\n{text}"
             );
@@ -351,7 +339,7 @@ fn init_writes_filters_that_count_what_the_traditional_file_counts() {
 fn init_fits_every_journalctl_rendering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = (3, 7, 4);
-    let short = fixture("lab-openssh10.5p1-journald.journalctl-o-short.txt");
+    let short = crate::support::sshd_fixture("lab-openssh10.5p1-journald.journalctl-o-short.txt");
     assert_eq!(classify(None, &short), expected);
     for suffix in [
         "short",
@@ -362,7 +350,7 @@ fn init_fits_every_journalctl_rendering() {
         "short-unix",
         "cat",
     ] {
-        let file = fixture(&format!(
+        let file = crate::support::sshd_fixture(&format!(
             "lab-openssh10.5p1-journald.journalctl-o-{suffix}.txt"
         ));
         let out = dir.path().join(format!("{suffix}.toml"));
@@ -372,7 +360,7 @@ fn init_fits_every_journalctl_rendering() {
     // A JSON export means a journald host: read the journal, whose lines are rendered traditionally.
     let out = dir.path().join("json.toml");
     let text = init(
-        &fixture("lab-openssh10.5p1-journald.journalctl-o-json.txt"),
+        &crate::support::sshd_fixture("lab-openssh10.5p1-journald.journalctl-o-json.txt"),
         &out,
     );
     let config = Config::load(&out, false).expect("loads");
@@ -393,10 +381,10 @@ fn init_fits_every_journalctl_rendering() {
 fn init_never_overwrites_without_force() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("etc/sshwatch/sshwatch.toml");
-    let from = fixture("lab-deb12-openssh9.2p1-rsyslog-default.auth.log");
+    let from = crate::support::sshd_fixture("lab-deb12-openssh9.2p1-rsyslog-default.auth.log");
     init(&from, &out);
     std::fs::write(&out, "# mine\n").expect("write");
-    let o = bin()
+    let o = crate::support::bin()
         .args(["init", "--from"])
         .arg(&from)
         .arg("--output")
@@ -410,7 +398,7 @@ fn init_never_overwrites_without_force() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&out).expect("read"), "# mine\n");
-    let o = bin()
+    let o = crate::support::bin()
         .args(["init", "--force", "--from"])
         .arg(&from)
         .arg("--output")
@@ -424,7 +412,7 @@ fn init_never_overwrites_without_force() {
             .contains("[ts, host, id,")
     );
     // `--output -` writes to stdout and touches no file.
-    let o = bin()
+    let o = crate::support::bin()
         .args(["init", "--output", "-", "--from"])
         .arg(&from)
         .output()
@@ -457,7 +445,8 @@ fn expansion_counts_a_repeat_line_as_its_copies() {
 
     // Through `sshwatch classify --config`: the repeat-reduced capture with and without expansion.
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = fixture("lab-deb12-openssh9.2p1-repeatreduce-traditional.auth.log");
+    let file =
+        crate::support::sshd_fixture("lab-deb12-openssh9.2p1-repeatreduce-traditional.auth.log");
     assert_eq!(
         classify(Some(&seed_config(dir.path(), false)), &file),
         (11, 26, 17)
@@ -467,7 +456,7 @@ fn expansion_counts_a_repeat_line_as_its_copies() {
         (11, 35, 17)
     );
     // And on stdin, the 5-times line alone.
-    let mut child = bin()
+    let mut child = crate::support::bin()
         .args(["classify", "--config"])
         .arg(seed_config(dir.path(), true))
         .stdin(std::process::Stdio::piped())

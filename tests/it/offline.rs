@@ -2,24 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use sshwatch::classify::{Classifier, Scratch};
 use sshwatch::config::{Config, default_metric_filters};
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshwatch"));
-    cmd.env_remove("JOURNAL_STREAM");
-    cmd
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sshd")
-        .join(name)
-}
 
 fn run_ok(cmd: &mut Command) -> Value {
     let out = cmd.output().expect("run sshwatch");
@@ -36,7 +24,8 @@ fn run_ok(cmd: &mut Command) -> Value {
 /// on the first seven fields (no field there starts with `"` or `[`), which
 /// `labels_agree_with_the_engine` checks line by line.
 fn labelled_counts(file: &str) -> (u64, BTreeMap<String, u64>) {
-    let labels = std::fs::read_to_string(fixture("labels.tsv")).expect("labels.tsv");
+    let labels =
+        std::fs::read_to_string(crate::support::sshd_fixture("labels.tsv")).expect("labels.tsv");
     let mut counts: BTreeMap<String, u64> = [
         "InvalidUserMetrics",
         "FailedPasswordMetrics",
@@ -78,7 +67,11 @@ const LAB_FILES: [&str; 8] = [
 fn classify_counts_real_sshd_logs_as_cloudwatch_would() {
     for file in LAB_FILES {
         let (lines, expected) = labelled_counts(file);
-        let got = run_ok(bin().arg("classify").arg(fixture(file)));
+        let got = run_ok(
+            crate::support::bin()
+                .arg("classify")
+                .arg(crate::support::sshd_fixture(file)),
+        );
         assert_eq!(got["lines"], lines, "{file}: line count");
         for (metric, n) in &expected {
             assert_eq!(got["metrics"][metric], *n, "{file}: {metric}");
@@ -93,9 +86,11 @@ fn rfc3339_logs_match_only_the_kex_false_positive() {
     // Connection closed by remote host`, whose 4th and 5th words happen to be
     // `Connection closed` (sshd-formats.md, variation 3).
     let got = run_ok(
-        bin()
+        crate::support::bin()
             .arg("classify")
-            .arg(fixture("lab-deb12-openssh9.2p1-rsyslog-default.auth.log")),
+            .arg(crate::support::sshd_fixture(
+                "lab-deb12-openssh9.2p1-rsyslog-default.auth.log",
+            )),
     );
     assert_eq!(got["metrics"]["InvalidUserMetrics"], 0);
     assert_eq!(got["metrics"]["FailedPasswordMetrics"], 0);
@@ -114,8 +109,9 @@ fn labels_agree_with_the_engine() {
     let classifier = Classifier::new(&filters);
     let mut scratch = Scratch::default();
     for file in LAB_FILES {
-        let text = std::fs::read(fixture(file)).expect("fixture");
-        let labels = std::fs::read_to_string(fixture("labels.tsv")).expect("labels.tsv");
+        let text = std::fs::read(crate::support::sshd_fixture(file)).expect("fixture");
+        let labels = std::fs::read_to_string(crate::support::sshd_fixture("labels.tsv"))
+            .expect("labels.tsv");
         let wanted: Vec<String> = labels
             .lines()
             .filter(|r| r.split('\t').next() == Some(file))
@@ -152,7 +148,7 @@ fn labels_agree_with_the_engine() {
 
 #[test]
 fn classify_reads_stdin_and_survives_invalid_utf8_and_crlf() {
-    let mut child = bin()
+    let mut child = crate::support::bin()
         .arg("classify")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -204,14 +200,20 @@ metric_value = "$size"
         "Dec  9 05:20:36 host sshd[1]: Invalid user a from b\nx y 10\nx y 2.5\nx y notanumber\n",
     )
     .expect("write log");
-    let got = run_ok(bin().arg("classify").arg("--config").arg(&config).arg(&log));
+    let got = run_ok(
+        crate::support::bin()
+            .arg("classify")
+            .arg("--config")
+            .arg(&config)
+            .arg(&log),
+    );
     assert_eq!(got["lines"], 4);
     assert_eq!(got["metrics"]["Invalid"], 2);
     assert_eq!(got["metrics"]["Size"], 12.5);
 }
 
 fn test_pattern(args: &[&str], stdin: &str) -> Output {
-    let mut child = bin()
+    let mut child = crate::support::bin()
         .arg("test-pattern")
         .args(args)
         .stdin(Stdio::piped())
@@ -341,7 +343,7 @@ fn config_error(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).expect("write");
-    let out = bin()
+    let out = crate::support::bin()
         .arg("classify")
         .arg("--config")
         .arg(&path)

@@ -1,12 +1,10 @@
 //! `sshwatch verify` end to end against a TestMetricFilter stub that answers from recorded AWS responses.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use support::tmf_stub::{Recorded, TmfStub, load_recorded};
+use crate::support::tmf_stub::{Recorded, TmfStub, load_recorded};
 
 /// The recorded grid: three space-delimited patterns × seven messages.
 const PATTERNS: [(&str, &str); 3] = [
@@ -62,7 +60,7 @@ fn write_log(dir: &Path, lines: &[String]) -> PathBuf {
 }
 
 fn verify(stub: &TmfStub, config: &Path, log: &Path, lines: usize) -> Output {
-    support::sshwatch(&stub.endpoint)
+    crate::support::sshwatch(&stub.endpoint)
         .args(["verify", "--config"])
         .arg(config)
         .args(["--lines", &lines.to_string()])
