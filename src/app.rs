@@ -57,6 +57,29 @@ fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// SIGTERM and SIGINT, caught from start-up on (before READY=1): the first stops `shutdown`, a second
+/// aborts it (gives up on CloudWatch calls still failing).
+fn stop_on_signals(shutdown: crate::shutdown::Shutdown) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if shutdown.is_stopping() {
+                tracing::warn!("second signal: giving up on pending AWS calls now");
+                shutdown.abort();
+            } else {
+                shutdown.stop();
+            }
+        }
+    });
+    Ok(())
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     match command {
@@ -73,7 +96,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             let config = load_config(&args.config.config)?;
             crate::memory::use_one_arena();
-            daemon_runtime()?.block_on(crate::daemon::run(config))?;
+            daemon_runtime()?.block_on(async {
+                let shutdown = crate::shutdown::Shutdown::new();
+                stop_on_signals(shutdown.clone())?;
+                crate::daemon::run(config, shutdown).await
+            })?;
         }
         Command::Bootstrap(args) => {
             let config = load_config(&args.config.config)?;

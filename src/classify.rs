@@ -20,6 +20,7 @@ use memchr::memmem;
 
 use crate::config::{MetricFilter, MetricValue};
 use crate::pattern::{Field, FilterPattern, split_fields};
+use crate::text::{as_text as decode, strip_cr};
 
 mod window;
 
@@ -684,18 +685,4 @@ impl Spans {
     fn as_slice(&self) -> &[(usize, usize)] {
         &self.bounds[..self.len]
     }
-}
-
-/// The line as text: borrowed when it is valid UTF-8 (the common case, and
-/// much cheaper to check than a lossy decode), else decoded lossily.
-fn decode(line: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(line) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(line),
-    }
-}
-
-/// The line without a trailing `\r` (CRLF files).
-pub fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
 }

@@ -1,9 +1,8 @@
 //! Pure per-minute counts: lines and matches keyed by Unix minute, which minutes are closed, and the
 //! datums one minute publishes. No IO, no clock (the caller passes `now`), never panics.
 //!
-//! Used by the daemon (counts of a logs batch become durable when the batch is accepted: [`Counter::merge`])
-//! and by `replay` (line timestamps from the file: [`Counter::add_line`] / [`Counter::add_match`], then
-//! [`Counter::take_all`]).
+//! Filled by [`crate::tally::Tally`]; used by the daemon (counts of a logs batch become durable when the
+//! batch is accepted: [`Counter::merge_counter`]), by `replay` ([`Counter::take_all`]) and by `classify`.
 //!
 //! What a minute publishes ([`Rules::datums`]), per metric of every filter (metrics shared by several
 //! filters are one metric):
@@ -14,24 +13,34 @@
 //! - plus the heartbeat `(metrics.namespace, heartbeat_metric, lines read)`, when configured.
 //!
 //! With `publish_zeros` or a heartbeat, minutes that passed without a line are published too
-//! ([`Counter::pop_closed`] hands them out empty). The backlog of unpublished minutes is bounded by
-//! `max_backlog_minutes`: beyond it the oldest minute is dropped with an ERROR naming its counts.
+//! ([`Counter::pop_closed`] hands them out empty), also after the clock stepped back. The backlog of
+//! unpublished minutes is bounded by `max_backlog_minutes` as a span of time behind the newest minute:
+//! older minutes are dropped with an ERROR naming their counts.
+//!
+//! Sums saturate at ±[`MAX_VALUE`], the largest value CloudWatch accepts, so they stay finite whatever the
+//! log holds, and a checkpoint holding them always loads.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
 use crate::config::Config;
-use crate::source::checkpoint::MinuteCounts;
+use crate::time::minute_of;
 
 /// One datum: `(namespace, metric name, value)` (what [`crate::sink::MetricsSink::put`] takes).
 pub type Datum = (String, String, f64);
 
-/// The Unix minute (seconds, a multiple of 60) holding `secs`.
-pub fn minute_of(secs: i64) -> i64 {
-    let q = secs.div_euclid(60);
-    // Only the first minute of the i64 range has no representable start; use the next one (total).
-    q.checked_mul(60).unwrap_or_else(|| (q + 1) * 60)
+/// The largest magnitude of a CloudWatch metric value (2^360): sums saturate here.
+pub const MAX_VALUE: f64 = 2.348_542_582_773_833_3e108;
+
+/// `a + b`, kept within ±[`MAX_VALUE`] (both finite in, finite out; a NaN becomes 0).
+pub fn saturating_add(a: f64, b: f64) -> f64 {
+    let sum = a + b;
+    if sum.is_nan() {
+        return 0.0;
+    }
+    sum.clamp(-MAX_VALUE, MAX_VALUE)
 }
 
 /// A metric the filters publish to.
@@ -53,8 +62,10 @@ pub struct Rules {
     pub publish_zeros: bool,
     /// `(namespace, metric)` of the heartbeat (lines read per minute).
     pub heartbeat: Option<(String, String)>,
-    /// A minute is closed this long after it ends.
+    /// A minute is closed this long after it ends (plus `publish_offset_secs`).
     pub grace_secs: i64,
+    /// This host's share of the publish spread: 0 unless the daemon sets it.
+    pub publish_offset_secs: i64,
     /// Most minutes kept unpublished (at least 1).
     pub max_backlog_minutes: usize,
 }
@@ -87,6 +98,7 @@ impl Rules {
                 .clone()
                 .map(|h| (config.metrics.namespace.clone(), h)),
             grace_secs: i64::try_from(config.metrics.grace.as_secs()).unwrap_or(i64::MAX / 4),
+            publish_offset_secs: 0,
             max_backlog_minutes: config.metrics.max_backlog_minutes.max(1),
         }
     }
@@ -128,8 +140,61 @@ impl Rules {
         out
     }
 
+    /// How long after a minute ends it is closed: the grace plus this host's publish offset.
+    pub fn close_delay_secs(&self) -> i64 {
+        self.grace_secs.saturating_add(self.publish_offset_secs)
+    }
+
     fn closed(&self, minute: i64, now: i64) -> bool {
-        minute.saturating_add(60).saturating_add(self.grace_secs) <= now
+        minute
+            .saturating_add(60)
+            .saturating_add(self.close_delay_secs())
+            <= now
+    }
+
+    /// How far behind the newest minute unpublished minutes are kept.
+    fn backlog_span_secs(&self) -> i64 {
+        i64::try_from(self.max_backlog_minutes)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(60)
+    }
+
+    /// `counts` of `minute` in the checkpoint's form.
+    pub fn save(&self, minute: i64, counts: &Counts) -> SavedMinute {
+        let mut values: Vec<(String, String, f64)> = self
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| counts.matches.get(*i).copied().unwrap_or(0) > 0)
+            .map(|(i, t)| {
+                let sum = counts.sums.get(i).copied().unwrap_or(0.0);
+                (t.namespace.clone(), t.name.clone(), sum)
+            })
+            .collect();
+        values.extend(counts.extra.iter().cloned());
+        SavedMinute {
+            minute,
+            values,
+            lines: counts.lines,
+        }
+    }
+
+    /// The counts of a saved minute under these rules; values of metrics not configured any more go to
+    /// `extra`, published as they are.
+    pub fn restore(&self, saved: &SavedMinute) -> Counts {
+        let mut counts = self.empty();
+        counts.lines = saved.lines;
+        for (ns, name, v) in &saved.values {
+            match self
+                .targets
+                .iter()
+                .position(|t| t.namespace == *ns && t.name == *name)
+            {
+                Some(i) => counts.add_match(i, 1, Some(*v)),
+                None => counts.add_extra(ns, name, *v),
+            }
+        }
+        counts
     }
 }
 
@@ -160,14 +225,43 @@ impl Counts {
             *a = a.saturating_add(*b);
         }
         for (a, b) in self.sums.iter_mut().zip(&other.sums) {
-            *a += b;
+            *a = saturating_add(*a, *b);
         }
         for (ns, name, v) in &other.extra {
-            match self.extra.iter_mut().find(|(a, b, _)| a == ns && b == name) {
-                Some(e) => e.2 += v,
-                None => self.extra.push((ns.clone(), name.clone(), *v)),
-            }
+            self.add_extra(ns, name, *v);
         }
+    }
+
+    /// Adds `v` to the value of a metric outside the rules' targets (`FilterNearMisses`, metrics restored
+    /// from a checkpoint written under another configuration).
+    pub fn add_extra(&mut self, namespace: &str, name: &str, v: f64) {
+        match self
+            .extra
+            .iter_mut()
+            .find(|(a, b, _)| a == namespace && b == name)
+        {
+            Some(e) => e.2 = saturating_add(e.2, v),
+            None => self.extra.push((
+                namespace.to_owned(),
+                name.to_owned(),
+                saturating_add(0.0, v),
+            )),
+        }
+    }
+
+    /// Adds `times` matches of target `t` worth `value` in all (when it has one).
+    pub fn add_match(&mut self, t: usize, times: u64, value: Option<f64>) {
+        if let Some(m) = self.matches.get_mut(t) {
+            *m = m.saturating_add(times);
+        }
+        if let (Some(s), Some(v)) = (self.sums.get_mut(t), value) {
+            *s = saturating_add(*s, v);
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0 && self.total_matches() == 0 && self.extra.is_empty()
     }
 
     /// Total matches.
@@ -247,19 +341,17 @@ impl Counter {
         let Some(&t) = self.rules.filter_targets.get(filter) else {
             return;
         };
-        self.update(minute_of(secs), |c| {
-            if let Some(m) = c.matches.get_mut(t) {
-                *m = m.saturating_add(times);
-            }
-            if let (Some(s), Some(v)) = (c.sums.get_mut(t), value) {
-                *s += v;
-            }
-        });
+        self.update(minute_of(secs), |c| c.add_match(t, times, value));
     }
 
     /// Adds `counts` to `minute` (floored to the minute): the counts of an accepted logs batch.
     pub fn merge(&mut self, minute: i64, counts: &Counts) {
         self.update(minute_of(minute), |c| c.merge(counts));
+    }
+
+    /// Takes `minute`'s counts out of the counter.
+    pub fn remove(&mut self, minute: i64) -> Option<Counts> {
+        self.minutes.remove(&minute)
     }
 
     /// Adds every minute of `other` (same rules).
@@ -276,15 +368,26 @@ impl Counter {
 
     /// The oldest closed minute at `now` and its counts, removed from the counter. With zeros or a
     /// heartbeat configured, minutes that passed without a line come out too, with empty counts (at most
-    /// `max_backlog_minutes` of them after a long gap). `None` when no minute is closed.
+    /// `max_backlog_minutes` of them after a long gap, and again after the clock stepped back, so the
+    /// heartbeat never pauses). `None` when no minute is closed.
     pub fn pop_closed(&mut self, now: i64) -> Option<(i64, Counts)> {
         let fill = self.rules.publishes_idle_minutes();
         if fill {
-            let last_closed =
-                minute_of(now.saturating_sub(60).saturating_sub(self.rules.grace_secs));
-            let span = i64::try_from(self.rules.max_backlog_minutes)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(60);
+            let last_closed = minute_of(
+                now.saturating_sub(60)
+                    .saturating_sub(self.rules.close_delay_secs()),
+            );
+            if self.watermark > last_closed.saturating_add(60) {
+                // The clock stepped back: the minutes from now on were handed out already, under the old
+                // time. Hand them out again (their zeros and heartbeats add nothing wrong to CloudWatch's
+                // sums) rather than leave the heartbeat silent until the clock catches up.
+                warn!(
+                    handed_out_until = self.watermark,
+                    now, "the clock stepped back; publishing idle minutes from now on"
+                );
+                self.watermark = last_closed.saturating_add(60);
+            }
+            let span = self.rules.backlog_span_secs();
             if last_closed.saturating_sub(self.watermark) >= span {
                 let from = last_closed.saturating_sub(span).saturating_add(60);
                 warn!(
@@ -349,61 +452,35 @@ impl Counter {
         out
     }
 
-    /// The minutes for the checkpoint: lines and, per matched metric, its sum.
-    pub fn to_minute_counts(&self) -> Vec<MinuteCounts> {
+    /// The minutes in the checkpoint's form: lines and, per matched metric, its sum.
+    pub fn saved(&self) -> Vec<SavedMinute> {
         self.minutes
             .iter()
-            .map(|(m, c)| {
-                let mut values: Vec<(String, String, f64)> = self
-                    .rules
-                    .targets
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| c.matches.get(*i).copied().unwrap_or(0) > 0)
-                    .map(|(i, t)| {
-                        let sum = c.sums.get(i).copied().unwrap_or(0.0);
-                        (t.namespace.clone(), t.name.clone(), sum)
-                    })
-                    .collect();
-                values.extend(c.extra.iter().cloned());
-                MinuteCounts {
-                    minute: *m,
-                    values,
-                    lines: c.lines,
-                }
-            })
+            .map(|(m, c)| self.rules.save(*m, c))
             .collect()
     }
 
-    /// Adds minutes saved by [`Counter::to_minute_counts`]. Values of metrics no longer configured are
-    /// kept and published as they are.
-    pub fn restore(&mut self, saved: &[MinuteCounts]) {
+    /// Adds minutes saved by [`Counter::saved`]. Values of metrics no longer configured are kept and
+    /// published as they are.
+    pub fn restore(&mut self, saved: &[SavedMinute]) {
         for s in saved {
-            let mut counts = self.rules.empty();
-            counts.lines = s.lines;
-            for (ns, name, v) in &s.values {
-                match self
-                    .rules
-                    .targets
-                    .iter()
-                    .position(|t| t.namespace == *ns && t.name == *name)
-                {
-                    Some(i) => {
-                        counts.matches[i] = counts.matches[i].saturating_add(1);
-                        counts.sums[i] += v;
-                    }
-                    None => counts.extra.push((ns.clone(), name.clone(), *v)),
-                }
-            }
+            let counts = self.rules.restore(s);
             self.merge(s.minute, &counts);
         }
     }
 
+    /// Drops the minutes that fell out of the backlog span: older than `max_backlog_minutes` behind the
+    /// newest one. A span, not a count, so the minutes of one batch never push each other out.
     fn enforce_backlog(&mut self) {
-        while self.minutes.len() > self.rules.max_backlog_minutes {
-            let Some((minute, c)) = self.minutes.pop_first() else {
+        let Some(&newest) = self.minutes.keys().next_back() else {
+            return;
+        };
+        let oldest_kept = newest.saturating_sub(self.rules.backlog_span_secs());
+        while let Some(entry) = self.minutes.first_entry() {
+            if *entry.key() >= oldest_kept {
                 return;
-            };
+            }
+            let (minute, c) = entry.remove_entry();
             self.dropped_minutes += 1;
             let datums = self.rules.datums(&c);
             error!(
@@ -411,10 +488,22 @@ impl Counter {
                 lines = c.lines,
                 datums = ?datums,
                 max_backlog_minutes = self.rules.max_backlog_minutes,
-                "dropping the counts of an unpublished minute: the backlog is full"
+                "dropping the counts of an unpublished minute: it is more than `max_backlog_minutes` older than the newest one"
             );
         }
     }
+}
+
+/// One minute's counts as the checkpoint keeps them: by metric name, so they survive a change of the
+/// configured filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedMinute {
+    /// Unix seconds, a multiple of 60.
+    pub minute: i64,
+    /// `(namespace, metric, value)` of the metrics that matched.
+    pub values: Vec<(String, String, f64)>,
+    /// Lines read in this minute.
+    pub lines: u64,
 }
 
 #[cfg(test)]
@@ -441,6 +530,7 @@ mod tests {
             publish_zeros,
             heartbeat: heartbeat.then(|| ("SSH".into(), "LinesRead".into())),
             grace_secs: 5,
+            publish_offset_secs: 0,
             max_backlog_minutes: 10,
         }
     }
@@ -590,13 +680,54 @@ mod tests {
         for i in 0..5 {
             c.add_line(T0 + i * 60);
         }
-        assert_eq!(c.len(), 3);
-        assert_eq!(c.dropped_minutes(), 2);
-        assert_eq!(c.minutes().next().map(|m| m.0), Some(T0 + 120));
-        // A minute older than a full backlog is counted, then dropped itself.
+        // Kept: the newest minute and the three before it.
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.dropped_minutes(), 1);
+        assert_eq!(c.minutes().next().map(|m| m.0), Some(T0 + 60));
+        // A minute older than the span is counted, then dropped itself.
         c.add_line(T0 - 600);
-        assert_eq!(c.len(), 3);
-        assert_eq!(c.dropped_minutes(), 3);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.dropped_minutes(), 2);
+    }
+
+    #[test]
+    fn a_backlog_of_one_minute_keeps_a_batch_that_spans_two() {
+        let mut r = rules(false, false);
+        r.max_backlog_minutes = 1;
+        let mut c = Counter::new(r, T0);
+        c.add_line(T0 + 59);
+        c.add_match(T0 + 59, 0, 1, Some(1.0));
+        c.add_line(T0 + 60);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.dropped_minutes(), 0);
+        let out = c.take_closed(T0 + 200);
+        assert_eq!(value(&out[0].1, "A"), Some(1.0));
+    }
+
+    #[test]
+    fn idle_minutes_go_on_after_the_clock_steps_back() {
+        let mut c = Counter::new(rules(true, true), T0);
+        assert_eq!(c.take_closed(T0 + 605).len(), 10);
+        // Ten minutes back: the next minute to close is handed out when it closes, not an hour later.
+        assert!(c.take_closed(T0 + 65).is_empty());
+        let out = c.take_closed(T0 + 125);
+        assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [T0 + 60]);
+    }
+
+    #[test]
+    fn sums_saturate_at_cloudwatchs_largest_value() {
+        let mut c = Counter::new(rules(false, false), T0);
+        c.add_line(T0);
+        c.add_match(T0, 0, 1, Some(f64::MAX));
+        c.add_match(T0, 0, 1, Some(f64::MAX));
+        c.add_match(T0, 1, u64::MAX, Some(-f64::MAX));
+        let saved = c.saved();
+        assert_eq!(saved[0].values[0].2, MAX_VALUE);
+        assert_eq!(saved[0].values[1].2, -MAX_VALUE);
+        let json = serde_json::to_string(&saved).unwrap_or_default();
+        let back: Vec<SavedMinute> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, saved);
+        assert_eq!(saturating_add(f64::INFINITY, f64::NEG_INFINITY), 0.0);
     }
 
     #[test]
@@ -626,7 +757,7 @@ mod tests {
         let mut c = Counter::new(rules(true, true), T0);
         c.add_line(T0);
         c.add_match(T0, 1, 2, Some(2.0));
-        let mut saved = c.to_minute_counts();
+        let mut saved = c.saved();
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].values, vec![("SSH".into(), "B".into(), 2.0)]);
         saved[0].values.push(("Old".into(), "Gone".into(), 7.0));

@@ -333,11 +333,11 @@ fn example_text(line: &[u8]) -> String {
 /// Start-up check: the warnings to log (at WARN) before following the log, one per filter that
 /// cannot fit the log's format. Reads the last [`TAIL_BYTES`] of `[source] file_path`; for the
 /// journal source, checks the filters against the rendered traditional lines it produces.
-pub fn startup_check(config: &Config) -> Vec<String> {
+pub fn startup_check(config: &Config, kind: crate::source::SourceKind) -> Vec<String> {
     if !config.detector.enabled {
         return Vec::new();
     }
-    if crate::source::journal::selected(&config.source) {
+    if kind == crate::source::SourceKind::Journal {
         return check_shapes(
             &config.metric_filters,
             LineFormat::Traditional,
@@ -376,7 +376,7 @@ pub fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<String>> {
     }
     Ok(body
         .split(|&b| b == b'\n')
-        .map(|l| String::from_utf8_lossy(crate::classify::strip_cr(l)).into_owned())
+        .map(|l| String::from_utf8_lossy(crate::text::strip_cr(l)).into_owned())
         .filter(|l| !l.is_empty())
         .collect())
 }

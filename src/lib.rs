@@ -14,15 +14,17 @@
 //! - [`config`]: the TOML file, checked once into [`config::Config`].
 //! - [`offline`]: `test-pattern` and `classify`.
 //! - [`source`]: the only code that reads the log (file tail, journal) and the checkpoint.
+//! - [`tally`]: what events mean (repeat expansion, filters, near misses, per-minute counts); pure.
 //! - [`counter`]: pure per-minute counts.
 //! - [`sink`]: the only code that calls PutLogEvents and PutMetricData.
-//! - [`daemon`]: `run`, the long-running service; [`health`] talks to systemd; [`memory`] hands
-//!   memory freed after a burst back to the system.
+//! - [`daemon`]: `run`, the long-running service; [`shutdown`] is the one stop signal of its tasks;
+//!   [`health`] talks to systemd; [`memory`] hands memory freed after a burst back to the system.
 //! - [`format`], [`detector`], [`repeat`]: log-format detection, the silent-miss detector,
 //!   `message repeated N times` expansion.
 //! - [`bootstrap`], [`iam`], [`verify`]: the AWS-side setup and checks.
 //! - [`init`], [`replay`]: format detection and backfill.
-//! - [`aws`]: the only place that builds the SDK configuration.
+//! - [`aws`]: the only place that builds the SDK configuration; [`time`]: Unix time as sshwatch counts
+//!   it; [`text`]: a log's bytes as lines and text.
 //! - [`app`], [`cli`], [`logging`], [`assets`]: the command-line glue.
 
 pub mod app;
@@ -45,6 +47,10 @@ pub mod offline;
 pub mod pattern;
 pub mod repeat;
 pub mod replay;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod tally;
+pub mod text;
+pub mod time;
 pub mod verify;

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 
-use crate::classify::{Classifier, Scratch};
 use crate::cli::TestPatternArgs;
 use crate::config::Config;
+use crate::counter::saturating_add;
 use crate::pattern::FilterPattern;
+use crate::tally::Tally;
 
 /// `sshwatch test-pattern`: prints `{"matches":[…]}` exactly as
 /// `aws logs test-metric-filter` does (1-based event numbers, matching events only).
@@ -66,7 +67,7 @@ fn read_messages(mut input: impl BufRead) -> anyhow::Result<Vec<String>> {
             break;
         }
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let line = crate::classify::strip_cr(line);
+        let line = crate::text::strip_cr(line);
         messages.push(String::from_utf8_lossy(line).into_owned());
     }
     Ok(messages)
@@ -83,25 +84,11 @@ pub struct Totals {
     pub metrics: Vec<(String, f64)>,
 }
 
-/// Streams `reader` through the classifier, chunk by chunk, splitting only at newlines.
+/// Streams `reader` through the daemon's [`Tally`], chunk by chunk, splitting only at newlines.
 pub fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result<Totals> {
-    let classifier = Classifier::new(&config.metric_filters);
-    let mut metric_names: Vec<String> = Vec::new();
-    let slot_of: Vec<usize> = config
-        .metric_filters
-        .iter()
-        .map(
-            |f| match metric_names.iter().position(|m| *m == f.metric_name) {
-                Some(i) => i,
-                None => {
-                    metric_names.push(f.metric_name.clone());
-                    metric_names.len() - 1
-                }
-            },
-        )
-        .collect();
-    let mut sums = vec![0.0f64; metric_names.len()];
-    let mut scratch = Scratch::default();
+    let mut quiet = config.clone();
+    quiet.detector.enabled = false;
+    let mut tally = Tally::new(&quiet);
     let mut lines = 0u64;
     let mut buf = vec![0u8; CLASSIFY_CHUNK];
     let mut filled = 0usize;
@@ -123,49 +110,26 @@ pub fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result
                 None => continue,
             }
         };
-        let add = |i: usize, v: Option<f64>| {
-            if let Some(v) = v {
-                sums[slot_of[i]] += v;
-            }
-        };
-        lines += if config.source.expand_repeated {
-            // The bulk literal path would count a repeat line once: go line by line.
-            count_lines_expanded(&classifier, &buf[..cut], &mut scratch, add)
-        } else {
-            classifier.count_buffer(&buf[..cut], &mut scratch, add)
-        };
+        lines += tally.count_buffer(&buf[..cut]);
         buf.copy_within(cut..filled, 0);
         filled -= cut;
         if eof {
             break;
         }
     }
-    Ok(Totals {
-        lines,
-        metrics: metric_names.into_iter().zip(sums).collect(),
-    })
-}
-
-/// [`Classifier::count_buffer`] with rsyslog repeat lines expanded ([`Classifier::classify_expanded`]).
-fn count_lines_expanded(
-    classifier: &Classifier,
-    buf: &[u8],
-    scratch: &mut Scratch,
-    mut on_match: impl FnMut(usize, Option<f64>),
-) -> u64 {
-    if buf.is_empty() {
-        return 0;
-    }
-    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-    let mut lines = 0u64;
-    for line in body.split(|&b| b == b'\n') {
-        lines += 1;
-        let line = crate::classify::strip_cr(line);
-        if !line.is_empty() {
-            classifier.classify_expanded(line, scratch, true, &mut on_match);
+    let counter = tally.take();
+    let mut metrics: Vec<(String, f64)> = Vec::new();
+    for (t, target) in counter.rules().targets.iter().enumerate() {
+        let sum = counter
+            .minutes()
+            .map(|(_, c)| c.sums.get(t).copied().unwrap_or(0.0))
+            .fold(0.0, saturating_add);
+        match metrics.iter_mut().find(|(n, _)| *n == target.name) {
+            Some(m) => m.1 = saturating_add(m.1, sum),
+            None => metrics.push((target.name.clone(), sum)),
         }
     }
-    lines
+    Ok(Totals { lines, metrics })
 }
 
 /// `sshwatch classify`: prints `{"lines": N, "metrics": {"InvalidUserMetrics": n, …}}`.

@@ -12,18 +12,21 @@
 //! Replay is for logs the daemon never read: replaying minutes the daemon already published adds
 //! to them (CloudWatch sums datapoints).
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IsTerminal as _, Write};
+use std::io::{BufReader, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chrono::{Datelike as _, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::classify::{Classifier, Scratch};
 use crate::config::Config;
+use crate::counter::{Rules, saturating_add};
+use crate::daemon::ledger::MAX_MINUTES_PER_PUBLISH;
 use crate::format::{Stamp, parse_envelope, parse_stamp};
+use crate::sink::batch::pieces;
+use crate::tally::Tally;
+use crate::text::LineReader;
 
 /// CloudWatch Logs rejects events older than this.
 const MAX_EVENT_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -117,14 +120,6 @@ impl Summary {
     }
 }
 
-/// Per-minute counts of the shipped lines.
-#[derive(Debug, Clone, Default)]
-struct MinuteCounts {
-    lines: u64,
-    sums: Vec<f64>,
-    matched: Vec<u64>,
-}
-
 /// One line, stamped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamped {
@@ -145,7 +140,7 @@ impl YearInference {
     /// Prepares for a file whose year-less lines show `new_years` New Year jumps and whose last
     /// year-less line is `last` (month, day, hour, minute, second), modified at `mtime`.
     pub fn new(mtime: SystemTime, last: Option<Clock>, new_years: u32) -> YearInference {
-        let mtime_ms = system_ms(mtime);
+        let mtime_ms = crate::time::unix_ms(mtime);
         let reference = Local
             .timestamp_millis_opt(mtime_ms)
             .single()
@@ -237,30 +232,22 @@ fn naive(
     ))
 }
 
-fn system_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
-}
-
 /// Pass 1 over a file: New Year jumps among its year-less lines, and the last such line.
 fn scan_years(path: &Path) -> anyhow::Result<(Option<Clock>, u32)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let mut reader = BufReader::new(file);
-    let mut buf = Vec::new();
+    let mut reader = LineReader::new(BufReader::new(file));
     let (mut last, mut jumps, mut prev) = (None, 0u32, None);
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("cannot read `{}`", path.display()))?
-            == 0
-        {
-            break;
+    let mut starts_line = true;
+    while let Some(piece) = reader
+        .next_piece()
+        .with_context(|| format!("cannot read `{}`", path.display()))?
+    {
+        let at_start = std::mem::replace(&mut starts_line, !piece.continues);
+        if !at_start {
+            continue;
         }
-        let head = &buf[..buf.len().min(64)];
+        let head = &piece.bytes[..piece.bytes.len().min(64)];
         let head = String::from_utf8_lossy(head);
         if let Some(Stamp::NoYear {
             month,
@@ -327,20 +314,14 @@ pub async fn replay(
         ProgressBar::hidden()
     };
 
-    let classifier = Classifier::new(&config.metric_filters);
-    let mut names: Vec<(String, String)> = Vec::new();
-    let slot_of: Vec<usize> = config
-        .metric_filters
-        .iter()
-        .map(|f| {
-            let key = (f.metric_namespace.clone(), f.metric_name.clone());
-            names.iter().position(|k| *k == key).unwrap_or_else(|| {
-                names.push(key);
-                names.len() - 1
-            })
-        })
-        .collect();
-    let now_ms = system_ms(SystemTime::now());
+    // The daemon's tally, without the detector's near misses and without a heartbeat (no line of an old
+    // file says whether sshwatch was alive then).
+    let mut quiet = config.clone();
+    quiet.detector.enabled = false;
+    let mut rules = Rules::from_config(&quiet);
+    rules.heartbeat = None;
+    let mut tally = Tally::with_rules(&quiet, rules);
+    let now_ms = crate::time::now_ms();
     let oldest_ms = now_ms - (MAX_EVENT_AGE - AGE_MARGIN).as_millis() as i64;
     let retention_ms = config
         .logs
@@ -352,9 +333,6 @@ pub async fn replay(
         files: files.len(),
         ..Summary::default()
     };
-    let mut minutes: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
-    let mut scratch = Scratch::default();
-    let expand = config.source.expand_repeated;
     for path in files {
         bar.set_message(path.display().to_string());
         let mtime = std::fs::metadata(path)
@@ -364,59 +342,56 @@ pub async fn replay(
         let mut years = YearInference::new(mtime, last, jumps);
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open `{}`", path.display()))?;
-        let mut reader = BufReader::new(file);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            if n == 0 {
-                break;
+        let mut reader = LineReader::new(BufReader::new(file));
+        // The stamp of the line the next piece belongs to (a piece of an over-long line keeps it).
+        let mut current: Option<Stamped> = None;
+        while let Some(piece) = reader
+            .next_piece()
+            .with_context(|| format!("cannot read `{}`", path.display()))?
+        {
+            bar.inc(piece.consumed as u64);
+            let text = crate::text::as_text(&piece.bytes);
+            let stamped = match current.take() {
+                Some(s) => s,
+                None => {
+                    summary.lines += 1;
+                    years.stamp(&text)
+                }
+            };
+            if piece.continues {
+                current = Some(stamped.clone());
             }
-            bar.inc(n as u64);
-            let line = crate::classify::strip_cr(buf.strip_suffix(b"\n").unwrap_or(&buf));
-            summary.lines += 1;
-            let text = crate::source::as_text(line);
-            let stamped = years.stamp(&text);
-            if line.is_empty() {
+            if piece.bytes.is_empty() && !piece.continues {
                 summary.skipped_empty += 1;
                 continue;
             }
             let ts = stamped.timestamp_ms;
-            if !stamped.from_line {
+            let ends_line = !piece.continues;
+            if ends_line && !stamped.from_line {
                 summary.mtime_stamped += 1;
             }
             summary.first_ms = Some(summary.first_ms.map_or(ts, |f| f.min(ts)));
             summary.last_ms = Some(summary.last_ms.map_or(ts, |l| l.max(ts)));
-            if ts < oldest_ms {
-                summary.skipped_too_old += 1;
-                continue;
-            }
-            if retention_ms.is_some_and(|r| ts < r) {
-                summary.skipped_retention += 1;
-                continue;
-            }
-            if ts > newest_ms {
-                summary.skipped_future += 1;
-                continue;
-            }
-            summary.shipped += 1;
-            let minute = ts.div_euclid(60_000) * 60;
-            let counts = minutes.entry(minute).or_insert_with(|| MinuteCounts {
-                lines: 0,
-                sums: vec![0.0; names.len()],
-                matched: vec![0; names.len()],
-            });
-            counts.lines += 1;
-            classifier.classify_expanded(line, &mut scratch, expand, |i, v| {
-                counts.matched[slot_of[i]] += 1;
-                if let Some(v) = v {
-                    counts.sums[slot_of[i]] += v;
+            let skipped = if ts < oldest_ms {
+                &mut summary.skipped_too_old
+            } else if retention_ms.is_some_and(|r| ts < r) {
+                &mut summary.skipped_retention
+            } else if ts > newest_ms {
+                &mut summary.skipped_future
+            } else {
+                if ends_line {
+                    summary.shipped += 1;
                 }
-            });
-            if let Shipper::Sinks(s) = &mut shipper {
-                s.push(ts, &text).await?;
+                for (event, continues) in pieces(&text, piece.continues) {
+                    tally.count_event(event.as_bytes(), crate::time::secs_of_ms(ts), !continues);
+                    if let Shipper::Sinks(s) = &mut shipper {
+                        s.push(ts, &event, continues).await?;
+                    }
+                }
+                continue;
+            };
+            if ends_line {
+                *skipped += 1;
             }
         }
     }
@@ -425,34 +400,34 @@ pub async fn replay(
     }
     bar.finish();
 
-    let mut totals = vec![0.0; names.len()];
-    for (minute, counts) in &minutes {
-        let mut datums = Vec::new();
-        for (slot, (namespace, name)) in names.iter().enumerate() {
-            totals[slot] += counts.sums[slot];
-            let value = if counts.matched[slot] > 0 {
-                Some(counts.sums[slot])
-            } else {
-                let default = config
-                    .metric_filters
-                    .iter()
-                    .zip(&slot_of)
-                    .find(|(_, s)| **s == slot)
-                    .and_then(|(f, _)| f.default_value);
-                default.or(config.metrics.publish_zeros.then_some(0.0))
-            };
-            if let Some(v) = value {
-                datums.push((namespace.clone(), name.clone(), v));
+    let mut counter = tally.take();
+    let mut totals: Vec<(String, f64)> = Vec::new();
+    for (_, counts) in counter.minutes() {
+        for (t, target) in counter.rules().targets.iter().enumerate() {
+            let sum = counts.sums.get(t).copied().unwrap_or(0.0);
+            match totals.iter_mut().find(|(n, _)| *n == target.name) {
+                Some(total) => total.1 = saturating_add(total.1, sum),
+                None => totals.push((target.name.clone(), sum)),
             }
         }
-        if let Shipper::Sinks(s) = &mut shipper
-            && !datums.is_empty()
-        {
-            s.publish(*minute, &datums).await?;
-        }
-        summary.minutes += 1;
     }
-    summary.metrics = names.into_iter().map(|(_, n)| n).zip(totals).collect();
+    if totals.is_empty() {
+        totals = counter
+            .rules()
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), 0.0))
+            .collect();
+        totals.dedup_by(|a, b| a.0 == b.0);
+    }
+    let minutes = counter.take_all();
+    summary.minutes = minutes.len() as u64;
+    if let Shipper::Sinks(s) = &mut shipper {
+        for chunk in minutes.chunks(MAX_MINUTES_PER_PUBLISH) {
+            s.publish(chunk).await?;
+        }
+    }
+    summary.metrics = totals;
     if let Shipper::Sinks(s) = &shipper {
         summary.rejected_by_cloudwatch = s.rejected_events;
         summary.datums_dropped = s.dropped_datums;
@@ -463,42 +438,47 @@ pub async fn replay(
 /// The CloudWatch side of replay: the daemon's batcher and sinks.
 mod sinks {
     use anyhow::Context as _;
-    use tokio::sync::watch;
-    use tracing::{error, warn};
+    use tracing::warn;
 
     use crate::config::Config;
-    use crate::sink::{EventBatch, LogBatcher, LogsSink, MetricsSink};
+    use crate::counter::Datum;
+    use crate::shutdown::Shutdown;
+    use crate::sink::logs::Host;
+    use crate::sink::publish::Publisher;
+    use crate::sink::{EventBatch, LogBatcher, LogsSink};
 
     /// Log batches and metric datapoints, sent with the daemon's sinks. Ctrl-C stops a call that
     /// is being retried.
     #[derive(Debug)]
     pub(super) struct Sinks {
         logs: LogsSink,
-        metrics: MetricsSink,
+        publisher: Publisher,
         batcher: LogBatcher,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
         /// Events CloudWatch refused or skipped.
         pub(super) rejected_events: u64,
-        /// Datums the metrics sink did not deliver.
+        /// Datums not delivered.
         pub(super) dropped_datums: u64,
     }
 
     impl Sinks {
         pub(super) async fn new(config: &Config) -> anyhow::Result<Sinks> {
             let sdk = crate::aws::sdk_config(&config.aws).await;
-            let logs = LogsSink::new(&sdk, &config.logs)
-                .await
-                .context("cannot set up the logs sink")?;
-            let metrics = MetricsSink::new(&sdk);
-            let (tx, shutdown) = watch::channel(false);
+            let host = Host::discover(&sdk).await;
+            let stream = host.stream_name(&config.logs.log_stream_name)?;
+            let logs = LogsSink::with_stream_name(&sdk, &config.logs, stream.clone());
+            let publisher =
+                Publisher::new(&sdk, config, &stream).context("cannot set up the metrics")?;
+            let shutdown = Shutdown::new();
+            let on_ctrl_c = shutdown.clone();
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    let _ = tx.send(true);
+                    on_ctrl_c.abort();
                 }
             });
             Ok(Sinks {
                 logs,
-                metrics,
+                publisher,
                 batcher: LogBatcher::new(),
                 shutdown,
                 rejected_events: 0,
@@ -509,9 +489,10 @@ mod sinks {
         pub(super) async fn push(
             &mut self,
             timestamp_ms: i64,
-            message: &str,
+            event: &str,
+            continues: bool,
         ) -> anyhow::Result<()> {
-            for batch in self.batcher.push_message(timestamp_ms, message) {
+            if let Some(batch) = self.batcher.push_event(timestamp_ms, event, continues).full {
                 self.send(batch).await?;
             }
             Ok(())
@@ -527,18 +508,14 @@ mod sinks {
         async fn send(&mut self, batch: EventBatch) -> anyhow::Result<()> {
             let outcome = self
                 .logs
-                .put(batch, &self.shutdown)
+                .put(&batch, &self.shutdown)
                 .await
                 .map_err(|_| anyhow::anyhow!("interrupted while shipping log events"))?;
-            let lost = outcome.rejected + outcome.skipped.count();
+            let lost = outcome.not_stored().len();
             if lost > 0 {
                 warn!(
                     events = lost,
-                    reason = outcome
-                        .rejection
-                        .as_deref()
-                        .unwrap_or("rejectedLogEventsInfo"),
-                    "CloudWatch did not store some replayed events"
+                    "CloudWatch did not store {lost} replayed events (each is logged above)"
                 );
             }
             self.rejected_events += lost as u64;
@@ -547,92 +524,15 @@ mod sinks {
 
         pub(super) async fn publish(
             &mut self,
-            minute: i64,
-            datums: &[(String, String, f64)],
+            minutes: &[(i64, Vec<Datum>)],
         ) -> anyhow::Result<()> {
-            let outcome = self
-                .metrics
-                .put(minute, datums, &self.shutdown)
+            let dropped = self
+                .publisher
+                .publish(minutes, &self.shutdown)
                 .await
                 .map_err(|_| anyhow::anyhow!("interrupted while publishing metrics"))?;
-            if outcome.dropped > 0 {
-                error!(
-                    minute,
-                    datums = outcome.dropped,
-                    reason = outcome.reason.as_deref().unwrap_or(""),
-                    "metric datums of a replayed minute were not published"
-                );
-            }
-            self.dropped_datums += outcome.dropped as u64;
+            self.dropped_datums += dropped as u64;
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mtime(y: i32, mo: u32, d: u32) -> SystemTime {
-        let t = Local
-            .with_ymd_and_hms(y, mo, d, 12, 0, 0)
-            .single()
-            .expect("local time");
-        UNIX_EPOCH + Duration::from_millis(t.timestamp_millis() as u64)
-    }
-
-    fn year_of(ms: i64) -> (i32, u32, u32) {
-        let t = Local.timestamp_millis_opt(ms).single().expect("time");
-        (t.year(), t.month(), t.day())
-    }
-
-    #[test]
-    fn new_year_read_in_january() {
-        let lines = [
-            "Dec 30 23:59:00 h sshd[1]: a",
-            "Dec 31 23:59:59 h sshd[1]: b",
-            "Jan  1 00:00:01 h sshd[1]: c",
-            "garbage",
-            "Jan  2 10:00:00 h sshd[1]: d",
-        ];
-        let mut y = YearInference::new(mtime(2027, 1, 2), Some((1, 2, 10, 0, 0)), 1);
-        let got: Vec<(i32, u32, u32)> = lines
-            .iter()
-            .map(|l| year_of(y.stamp(l).timestamp_ms))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (2026, 12, 30),
-                (2026, 12, 31),
-                (2027, 1, 1),
-                (2027, 1, 2),
-                (2027, 1, 2)
-            ]
-        );
-    }
-
-    #[test]
-    fn december_file_read_in_january_is_last_year() {
-        let mut y = YearInference::new(mtime(2027, 1, 5), Some((12, 31, 23, 0, 0)), 0);
-        assert_eq!(
-            year_of(y.stamp("Dec 31 23:00:00 h sshd[1]: a").timestamp_ms),
-            (2026, 12, 31)
-        );
-        // A dated line keeps its own year.
-        let s = y.stamp("2025-06-01T00:00:00Z h sshd[1]: a");
-        assert_eq!(s.timestamp_ms, 1_748_736_000_000);
-        assert!(s.from_line);
-    }
-
-    #[test]
-    fn same_year_when_before_mtime() {
-        let mut y = YearInference::new(mtime(2026, 11, 27), Some((11, 26, 15, 0, 0)), 0);
-        assert_eq!(
-            year_of(y.stamp("Nov 26 15:00:00 h sshd[1]: a").timestamp_ms),
-            (2026, 11, 26)
-        );
-        let f = y.stamp("no timestamp here");
-        assert!(!f.from_line);
     }
 }

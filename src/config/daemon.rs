@@ -51,6 +51,9 @@ pub struct LogsConfig {
     /// `None` = never expire (`-1` in the file).
     pub retention_in_days: Option<i32>,
     pub log_group_class: LogGroupClass,
+    /// A batch that is not full is sent once its oldest line waited this long (the CloudWatch agent's
+    /// `force_flush_interval`).
+    pub force_flush_interval: Duration,
 }
 
 /// CloudWatch Logs log group classes.
@@ -86,6 +89,21 @@ pub struct MetricsConfig {
     pub namespace: String,
     /// Most minutes kept unpublished while CloudWatch is unreachable.
     pub max_backlog_minutes: usize,
+    /// Each host publishes a minute at a fixed offset in `[grace, grace + publish_spread)` after it ends.
+    pub publish_spread: Duration,
+    /// How the counts reach CloudWatch.
+    pub transport: MetricsTransport,
+}
+
+/// How per-minute counts reach CloudWatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsTransport {
+    /// One PutMetricData call per minute.
+    PutMetricData,
+    /// One embedded metric format event per minute, in its own stream of the log group, sent with
+    /// PutLogEvents.
+    Emf,
 }
 
 /// The silent-miss detector.
@@ -120,6 +138,7 @@ pub(crate) struct RawLogs {
     log_stream_name: Option<Spanned<String>>,
     retention_in_days: Option<Spanned<i64>>,
     log_group_class: Option<LogGroupClass>,
+    force_flush_interval: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +149,8 @@ pub(crate) struct RawMetrics {
     heartbeat_metric: Option<Spanned<String>>,
     namespace: Option<Spanned<String>>,
     max_backlog_minutes: Option<Spanned<usize>>,
+    publish_spread_seconds: Option<Spanned<u64>>,
+    transport: Option<Spanned<MetricsTransport>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,11 +289,26 @@ pub(crate) fn check_logs(raw: RawLogs, site: &ErrorSite<'_>) -> Result<LogsConfi
             Some(v as i32)
         }
     };
+    let force_flush_interval = match raw.force_flush_interval {
+        None => Duration::from_secs(5),
+        Some(f) => {
+            let v = *f.get_ref();
+            if !(0.1..=300.0).contains(&v) {
+                return Err(site.error(
+                    "logs.force_flush_interval",
+                    Some(f.span()),
+                    "must be between 0.1 and 300 seconds",
+                ));
+            }
+            Duration::from_secs_f64(v)
+        }
+    };
     Ok(LogsConfig {
         log_group_name,
         log_stream_name,
         retention_in_days,
         log_group_class: raw.log_group_class.unwrap_or(LogGroupClass::Standard),
+        force_flush_interval,
     })
 }
 
@@ -334,12 +370,27 @@ pub(crate) fn check_metrics(
         }
         Some(m) => *m.get_ref(),
     };
+    let publish_spread = match raw.publish_spread_seconds {
+        None => Duration::from_secs(30),
+        Some(s) if *s.get_ref() > 60 => {
+            return Err(site.error(
+                "metrics.publish_spread_seconds",
+                Some(s.span()),
+                "must be at most 60",
+            ));
+        }
+        Some(s) => Duration::from_secs(*s.get_ref()),
+    };
     Ok(MetricsConfig {
         publish_zeros: raw.publish_zeros.unwrap_or(true),
         grace,
         heartbeat_metric,
         namespace,
         max_backlog_minutes,
+        publish_spread,
+        transport: raw
+            .transport
+            .map_or(MetricsTransport::Emf, Spanned::into_inner),
     })
 }
 

@@ -17,8 +17,8 @@ pub use self::alarms::{
     TreatMissingData,
 };
 pub use self::daemon::{
-    AwsConfig, DetectorConfig, LogGroupClass, LogsConfig, MetricsConfig, SourceConfig,
-    StartPosition,
+    AwsConfig, DetectorConfig, LogGroupClass, LogsConfig, MetricsConfig, MetricsTransport,
+    SourceConfig, StartPosition,
 };
 pub use self::filters::{
     DEFAULT_NAMESPACE, MetricFilter, MetricValue, SEED_FILTERS, default_metric_filters,
@@ -139,10 +139,25 @@ impl Config {
         Config::from_toml_str("", None).unwrap_or_else(|e| panic!("built-in defaults: {e}"))
     }
 
-    /// Loads `path`. When `missing_ok` and the file does not exist, returns the defaults.
+    /// Loads `path`. When `missing_ok` and the file does not exist, returns the defaults. Warns when
+    /// others than its owner may change the file: it decides what is read and where it is sent.
     pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::from_toml_str(&text, Some(path)),
+            Ok(text) => {
+                use std::os::unix::fs::MetadataExt as _;
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.mode() & 0o022 != 0
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{:04o}", meta.mode() & 0o7777),
+                        "the configuration file `{}` is writable by group or others (mode {:04o}); anyone who can change it decides what sshwatch reads and where it sends it: `chmod go-w` it",
+                        path.display(),
+                        meta.mode() & 0o7777
+                    );
+                }
+                Config::from_toml_str(&text, Some(path))
+            }
             Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Config::defaults())
             }
@@ -176,6 +191,15 @@ impl Config {
         let alarms =
             alarms::check_alarms(raw.alarms, &metric_filters, notifications.as_ref(), &site)?;
         let heartbeat = alarms::check_heartbeat(raw.heartbeat, &metrics, &site)?;
+        if metrics.transport == MetricsTransport::Emf
+            && logs.log_group_class == LogGroupClass::InfrequentAccess
+        {
+            return Err(site.error(
+                "metrics.transport",
+                None,
+                "`emf` needs a STANDARD log group (CloudWatch extracts no metrics in the Infrequent Access class); set `logs.log_group_class = \"STANDARD\"` or `metrics.transport = \"put_metric_data\"`",
+            ));
+        }
         let dashboard = alarms::check_dashboard(raw.dashboard, &site)?;
 
         Ok(Config {

@@ -1,7 +1,7 @@
 //! The pure PutLogEvents batcher: turns lines into batches that respect every limit of the API, so a
 //! request is never refused for its shape.
 //!
-//! Limits (see `cloudwatch-api.md` §1), and what the batcher does about each:
+//! Limits (the PutLogEvents API reference), and what the batcher does about each:
 //! - **Batch size** ≤ [`MAX_BATCH_BYTES`], counting the UTF-8 bytes of every message plus
 //!   [`EVENT_OVERHEAD`] per event: a batch is closed before an event would cross it.
 //! - **Event count** ≤ [`MAX_BATCH_EVENTS`]: likewise.
@@ -9,7 +9,8 @@
 //!   [`MAX_EVENT_BYTES`] = 256 KiB − 26 bytes of message. A longer message is split into pieces on UTF-8
 //!   character boundaries; every piece but the last ends with [`CONTINUED_MARKER`], so removing the
 //!   markers and joining the pieces gives the message back byte for byte. Nothing is dropped or
-//!   truncated. The pieces of a message that fits in one batch are kept in one batch.
+//!   truncated. The pieces of a message that fits in one batch are kept in one batch. A piece of a line
+//!   that goes on in the next message (the source hands out over-long lines in pieces) is marked too.
 //! - **Empty messages** (CloudWatch requires at least one character) are sent as [`EMPTY_MESSAGE`], a
 //!   single space: the line stays visibly empty, and its position in the stream is kept.
 //! - **Chronological order** within a request (else the whole request fails): a timestamp earlier than
@@ -18,8 +19,9 @@
 //! - **Span** < 24 h within a batch ([`MAX_SPAN_MS`]): a batch is closed before an event would widen it
 //!   that far (the clock stepped forward).
 //!
-//! Time is driven by the caller: [`LogBatcher::is_due`] says when the open batch has waited
-//! [`FLUSH_AFTER_MS`], so lines reach CloudWatch within about a second.
+//! When to send a batch that is not full is the caller's choice (the daemon's flush interval).
+
+use std::borrow::Cow;
 
 use tracing::warn;
 
@@ -38,8 +40,6 @@ pub const CONTINUED_MARKER: &str = " [sshwatch: line continued]";
 pub const EMPTY_MESSAGE: &str = " ";
 /// A batch spans strictly less than 24 hours (first to last timestamp).
 pub const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
-/// The open batch is due this long after its first event was pushed.
-pub const FLUSH_AFTER_MS: i64 = 1000;
 
 /// One log event for PutLogEvents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct EventBatch {
     text: String,
     /// `(timestamp_ms, end of the message in text)` per event.
     ends: Vec<(i64, usize)>,
+    /// Indices of the events that are pieces of a line going on in the next event (rare).
+    continued: Vec<u32>,
 }
 
 impl EventBatch {
@@ -75,6 +77,31 @@ impl EventBatch {
     pub fn push(&mut self, timestamp_ms: i64, message: &str) {
         self.text.push_str(message);
         self.ends.push((timestamp_ms, self.text.len()));
+    }
+
+    /// Appends an event that is a piece of a line going on in the next event when `continues`.
+    pub fn push_piece(&mut self, timestamp_ms: i64, message: &str, continues: bool) {
+        if continues {
+            self.continued
+                .push(u32::try_from(self.ends.len()).unwrap_or(u32::MAX));
+        }
+        self.push(timestamp_ms, message);
+    }
+
+    /// Whether event `i` is a piece of a line that goes on in event `i + 1`.
+    pub fn continues(&self, i: usize) -> bool {
+        u32::try_from(i).is_ok_and(|i| self.continued.binary_search(&i).is_ok())
+    }
+
+    /// The events in `range` (clamped to the batch), as a batch of their own.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> EventBatch {
+        let end = range.end.min(self.len());
+        let start = range.start.min(end);
+        let mut out = EventBatch::new();
+        for (i, (ts, message)) in self.iter().enumerate().take(end).skip(start) {
+            out.push_piece(ts, message, self.continues(i));
+        }
+        out
     }
 
     /// Events in the batch.
@@ -218,36 +245,60 @@ pub fn check_batch(events: &EventBatch) -> Result<(), String> {
 
 /// Splits `message` into event-sized pieces (see the module documentation); one piece when it fits.
 pub fn split_message(message: &str) -> Vec<String> {
-    if message.is_empty() {
-        return vec![EMPTY_MESSAGE.to_owned()];
-    }
-    if message.len() <= MAX_EVENT_BYTES {
-        return vec![message.to_owned()];
-    }
-    let room = MAX_EVENT_BYTES - CONTINUED_MARKER.len();
-    let mut pieces = Vec::with_capacity(message.len() / room + 1);
-    let mut rest = message;
-    while rest.len() > MAX_EVENT_BYTES {
+    pieces(message, false)
+        .map(|(p, _)| p.into_owned())
+        .collect()
+}
+
+/// The events one line (or one piece of an over-long line, with `continues`) becomes: event-sized
+/// pieces, each but the last marked, the last marked too when the line goes on; `" "` for an empty line.
+/// Each comes with whether it continues. A line that fits one event is borrowed, not copied.
+pub fn pieces(message: &str, continues: bool) -> impl Iterator<Item = (Cow<'_, str>, bool)> {
+    let mut rest = Some(message);
+    std::iter::from_fn(move || {
+        let text = rest.take()?;
+        if text.is_empty() {
+            return Some((Cow::Borrowed(EMPTY_MESSAGE), continues));
+        }
+        let room = MAX_EVENT_BYTES - CONTINUED_MARKER.len();
+        let last_fits = if continues {
+            text.len() <= room
+        } else {
+            text.len() <= MAX_EVENT_BYTES
+        };
+        if last_fits {
+            return Some(if continues {
+                (Cow::Owned(format!("{text}{CONTINUED_MARKER}")), true)
+            } else {
+                (Cow::Borrowed(text), false)
+            });
+        }
         let mut cut = room;
-        while !rest.is_char_boundary(cut) {
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut piece = String::with_capacity(cut + CONTINUED_MARKER.len());
-        piece.push_str(&rest[..cut]);
-        piece.push_str(CONTINUED_MARKER);
-        pieces.push(piece);
-        rest = &rest[cut..];
-    }
-    pieces.push(rest.to_owned());
-    pieces
+        rest = Some(&text[cut..]);
+        Some((
+            Cow::Owned(format!("{}{CONTINUED_MARKER}", &text[..cut])),
+            true,
+        ))
+    })
+}
+
+/// What [`LogBatcher::push_event`] did.
+#[derive(Debug)]
+pub struct Pushed {
+    /// The timestamp the event got: the one given, or the previous event's when the clock stepped back
+    /// (a batch must be in order).
+    pub timestamp_ms: i64,
+    /// The batch the event did not fit in, complete.
+    pub full: Option<EventBatch>,
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct LogBatcher {
     batch: EventBatch,
-    /// The timestamp the open batch's first event was pushed with (before clamping), for [`Self::is_due`].
-    opened_ms: i64,
     /// A timestamp of the open batch was clamped (logged once per batch).
     clamped_in_batch: bool,
     /// Events and message bytes of the last batch taken: room reserved when the next one opens (batches
@@ -277,16 +328,41 @@ impl LogBatcher {
         let mut out = Vec::new();
         // The common case: one piece.
         if !message.is_empty() && message.len() <= MAX_EVENT_BYTES {
-            let size = message.len() + EVENT_OVERHEAD;
-            if !self.batch.is_empty() && !self.room_for(size, 1, timestamp_ms) {
-                out.extend(self.take());
-            }
-            self.add(timestamp_ms, message);
+            out.extend(self.push_event(timestamp_ms, message, false).full);
             return out;
         }
+        self.note_split(message);
+        let pieces: Vec<(Cow<'_, str>, bool)> = pieces(message, false).collect();
+        let total: usize = pieces.iter().map(|(p, _)| p.len() + EVENT_OVERHEAD).sum();
+        // Keep the pieces of a message that fits one batch together.
+        if !self.batch.is_empty() && !self.room_for(total, pieces.len(), timestamp_ms) {
+            out.extend(self.take());
+        }
+        for (piece, continues) in pieces {
+            out.extend(self.push_event(timestamp_ms, &piece, continues).full);
+        }
+        out
+    }
+
+    /// Adds one event (a piece from [`pieces`]: 1 to [`MAX_EVENT_BYTES`] bytes); says which timestamp it
+    /// got and returns the batch it did not fit in.
+    pub fn push_event(&mut self, timestamp_ms: i64, message: &str, continues: bool) -> Pushed {
+        let size = message.len() + EVENT_OVERHEAD;
+        let full = if !self.batch.is_empty() && !self.room_for(size, 1, timestamp_ms) {
+            self.take()
+        } else {
+            None
+        };
+        let timestamp_ms = self.add(timestamp_ms, message, continues);
+        Pushed { timestamp_ms, full }
+    }
+
+    /// Counts a line that is sent other than as itself (empty, or in pieces), with a warning for the
+    /// latter.
+    pub fn note_split(&mut self, message: &str) {
         if message.is_empty() {
             self.empty += 1;
-        } else {
+        } else if message.len() > MAX_EVENT_BYTES {
             self.split += 1;
             warn!(
                 bytes = message.len(),
@@ -295,19 +371,6 @@ impl LogBatcher {
                 CONTINUED_MARKER.trim()
             );
         }
-        let pieces = split_message(message);
-        let total: usize = pieces.iter().map(|p| p.len() + EVENT_OVERHEAD).sum();
-        if !self.batch.is_empty() && !self.room_for(total, pieces.len(), timestamp_ms) {
-            out.extend(self.take());
-        }
-        for piece in pieces {
-            let size = piece.len() + EVENT_OVERHEAD;
-            if !self.batch.is_empty() && !self.room_for(size, 1, timestamp_ms) {
-                out.extend(self.take());
-            }
-            self.add(timestamp_ms, &piece);
-        }
-        out
     }
 
     /// Whether `count` more events of `size` bytes in total, stamped `timestamp_ms`, fit the open batch.
@@ -318,11 +381,11 @@ impl LogBatcher {
             && timestamp_ms.saturating_sub(first) < MAX_SPAN_MS
     }
 
-    /// Appends one event-sized piece to the open batch, clamping its timestamp to keep the batch in order.
-    fn add(&mut self, timestamp_ms: i64, message: &str) {
+    /// Appends one event-sized piece to the open batch, clamping its timestamp to keep the batch in order;
+    /// returns the timestamp it got.
+    fn add(&mut self, timestamp_ms: i64, message: &str, continues: bool) -> i64 {
         let timestamp_ms = match self.batch.last_timestamp() {
             None => {
-                self.opened_ms = timestamp_ms;
                 self.clamped_in_batch = false;
                 let (events, bytes) = self.last_size;
                 self.batch.reserve(events, bytes);
@@ -342,7 +405,8 @@ impl LogBatcher {
             }
             Some(_) => timestamp_ms,
         };
-        self.batch.push(timestamp_ms, message);
+        self.batch.push_piece(timestamp_ms, message, continues);
+        timestamp_ms
     }
 
     /// Takes the open batch, if it has events.
@@ -352,18 +416,6 @@ impl LogBatcher {
         }
         self.last_size = (self.batch.len(), self.batch.message_bytes());
         Some(std::mem::take(&mut self.batch))
-    }
-
-    /// Whether the open batch should be sent at `now_ms`: it has waited [`FLUSH_AFTER_MS`] since its first
-    /// event, or the clock went back since then.
-    pub fn is_due(&self, now_ms: i64) -> bool {
-        !self.batch.is_empty()
-            && (now_ms.saturating_sub(self.opened_ms) >= FLUSH_AFTER_MS || now_ms < self.opened_ms)
-    }
-
-    /// When the open batch becomes due (ms since the epoch), if it has events.
-    pub fn due_at(&self) -> Option<i64> {
-        (!self.batch.is_empty()).then(|| self.opened_ms.saturating_add(FLUSH_AFTER_MS))
     }
 
     /// Events in the open batch.
@@ -630,21 +682,50 @@ mod tests {
     }
 
     #[test]
-    fn due_after_a_second_or_when_the_clock_went_back() {
+    fn pieces_of_a_line_that_goes_on_are_all_marked() {
+        let short: Vec<(String, bool)> = pieces("abc", true)
+            .map(|(p, c)| (p.into_owned(), c))
+            .collect();
+        assert_eq!(short, vec![(format!("abc{CONTINUED_MARKER}"), true)]);
+        let long = "x".repeat(MAX_EVENT_BYTES);
+        let all: Vec<(String, bool)> = pieces(&long, true)
+            .map(|(p, c)| (p.into_owned(), c))
+            .collect();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|(p, c)| *c && p.ends_with(CONTINUED_MARKER)));
+        assert!(all.iter().all(|(p, _)| p.len() <= MAX_EVENT_BYTES));
+        let texts: Vec<String> = all.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            texts.concat().replace(CONTINUED_MARKER, ""),
+            long,
+            "nothing lost"
+        );
+        assert!(matches!(
+            pieces("fits", false).next(),
+            Some((Cow::Borrowed("fits"), false))
+        ));
+    }
+
+    #[test]
+    fn the_batch_knows_which_events_go_on_and_slices_keep_it() {
+        let mut b = EventBatch::new();
+        b.push_piece(T, "a", false);
+        b.push_piece(T, "b", true);
+        b.push_piece(T, "c", false);
+        assert!(!b.continues(0) && b.continues(1) && !b.continues(2));
+        let s = b.slice(1..3);
+        assert_eq!(s.to_events(), vec![ev(T, "b"), ev(T, "c")]);
+        assert!(s.continues(0) && !s.continues(1));
+        assert!(b.slice(5..9).is_empty());
+    }
+
+    #[test]
+    fn push_event_says_which_timestamp_the_event_got() {
         let mut b = LogBatcher::new();
-        assert!(!b.is_due(T));
-        assert_eq!(b.due_at(), None);
-        let _ = b.push(ev(T, "a"));
-        let _ = b.push(ev(T + 900, "b"));
-        assert!(!b.is_due(T + 999));
-        assert!(b.is_due(T + 1000));
-        assert!(b.is_due(T - 5));
-        assert_eq!(b.due_at(), Some(T + 1000));
+        assert_eq!(b.push_event(T, "a", false).timestamp_ms, T);
+        assert_eq!(b.push_event(T - 5, "b", false).timestamp_ms, T);
         let _ = b.take();
-        assert!(!b.is_due(T + 5000));
-        // The next batch's clock starts at its own first event.
-        let _ = b.push(ev(T + 5000, "c"));
-        assert!(!b.is_due(T + 5500));
+        assert_eq!(b.push_event(T - 5, "c", false).timestamp_ms, T - 5);
     }
 
     #[test]

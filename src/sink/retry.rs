@@ -3,9 +3,10 @@
 //!
 //! The sinks build their clients with the SDK's own retries off (one attempt per call): this loop is the
 //! only retry layer, so every retry is counted, logged, capped and interruptible, and never gives up on a
-//! transient error (peer shippers that give up after N tries lose lines, peer-pain-points C).
+//! transient error (a shipper that gives up after N tries loses lines). Only errors known to be about the
+//! request itself are not retried; an error code this module does not know waits and tries again, so
+//! lines wait in the file rather than being dropped.
 
-use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
@@ -14,18 +15,10 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
-use tokio::sync::watch;
 use tracing::{error, warn};
 
+use crate::shutdown::{Aborted, Shutdown};
 use crate::sink::SinkStats;
-
-/// The shutdown signal flipped while a call was waiting or in flight: the caller abandons it.
-///
-/// What the call carried is not lost: the daemon re-reads it from the file (logs) or the checkpoint
-/// (metrics) after the next start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shutting down: the call to CloudWatch was abandoned")]
-pub struct Shutdown;
 
 /// Capped exponential backoff with full jitter: before retry `n` (0-based) wait a uniformly random time
 /// in `[0, min(cap, base * 2^n)]` (the "full jitter" of AWS's backoff guidance, which spreads the
@@ -68,12 +61,13 @@ impl Default for Backoff {
 pub enum Verdict {
     /// Transient (throttling, 5xx, timeouts, network, unreadable answers): wait and try again, forever.
     Retry,
-    /// Credentials, permissions or a quota: the same request succeeds once an operator fixes the
-    /// account, so wait and try again (logged at ERROR), rather than drop lines that cannot be re-read.
+    /// Credentials, permissions, a quota, or an error code not known here: the same request may succeed
+    /// once an operator fixes the account, so wait and try again (logged at ERROR), rather than drop lines
+    /// that cannot be read again.
     RetryAfterFix,
     /// The log group or stream is missing: create it, then try again.
     NotFound,
-    /// The request itself is wrong (`InvalidParameterException`, …): another try cannot succeed.
+    /// The request itself is wrong ([`PERMANENT`]): the same request cannot succeed.
     Reject,
 }
 
@@ -139,6 +133,22 @@ const FIXABLE: &[&str] = &[
     "LimitExceededException",
 ];
 
+/// Errors about the request itself: sent again unchanged, it fails again. The logs sink then splits the
+/// batch to find the events CloudWatch refuses; the metrics sink drops the minute's datums with an ERROR.
+const PERMANENT: &[&str] = &[
+    "InvalidParameterException",
+    "InvalidParameterValue",
+    "InvalidParameterValueException",
+    "InvalidParameterCombination",
+    "MissingParameter",
+    "MissingRequiredParameter",
+    "SerializationException",
+    "ValidationException",
+    "ValidationError",
+    "InvalidQueryParameter",
+    "MalformedQueryString",
+];
+
 /// The verdict for a failure of `kind` with the service's error `code` and HTTP `status`.
 pub fn verdict(kind: FailureKind, code: Option<&str>, status: Option<u16>) -> Verdict {
     match kind {
@@ -158,13 +168,26 @@ pub fn verdict(kind: FailureKind, code: Option<&str>, status: Option<u16>) -> Ve
         if FIXABLE.contains(&code) {
             return Verdict::RetryAfterFix;
         }
+        if PERMANENT.contains(&code) {
+            return Verdict::Reject;
+        }
     }
     match (code, status) {
         (_, Some(s)) if s >= 500 || s == 429 => Verdict::Retry,
         // An error without a code is not CloudWatch judging the request (a proxy or a load balancer).
         (None, _) => Verdict::Retry,
-        (Some(_), _) => Verdict::Reject,
+        // A code not known here: it may need an operator; the lines wait.
+        (Some(_), _) => Verdict::RetryAfterFix,
     }
+}
+
+/// Whether `failure` is CloudWatch throttling the account (as opposed to a failure of the request).
+pub fn is_throttling(failure: &Failure) -> bool {
+    failure
+        .code
+        .as_deref()
+        .is_some_and(|c| THROTTLING.contains(&c))
+        || failure.status == Some(429)
 }
 
 /// One failed call, classified.
@@ -213,58 +236,31 @@ impl Failure {
     }
 }
 
-/// Resolves once `shutdown` holds `true`; never, if its sender is gone without flipping it.
-pub async fn flipped(shutdown: &watch::Receiver<bool>) {
-    let mut rx = shutdown.clone();
-    if rx.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Runs `fut` unless `shutdown` flips first (then `fut` is dropped: an HTTP call in flight is abandoned).
-pub async fn or_shutdown<F: Future>(
-    fut: F,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<F::Output, Shutdown> {
-    if *shutdown.borrow() {
-        return Err(Shutdown);
-    }
-    tokio::select! {
-        biased;
-        () = flipped(shutdown) => Err(Shutdown),
-        out = fut => Ok(out),
-    }
-}
-
-/// Sleeps `d` unless `shutdown` flips first.
-pub async fn sleep_or_shutdown(
-    d: Duration,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), Shutdown> {
-    or_shutdown(tokio::time::sleep(d), shutdown).await
-}
-
 /// The retry state of one logical call (a batch, a minute): counts, logs and waits.
 #[derive(Debug)]
 pub(crate) struct Retrier<'a> {
     backoff: Backoff,
     attempt: u32,
     operation: &'static str,
+    /// What the call carries, for messages ("a batch of 120 log events").
+    what: String,
     stats: &'a SinkStats,
-    shutdown: &'a watch::Receiver<bool>,
+    shutdown: &'a Shutdown,
 }
 
 impl<'a> Retrier<'a> {
     pub(crate) fn new(
         operation: &'static str,
+        what: String,
         backoff: Backoff,
         stats: &'a SinkStats,
-        shutdown: &'a watch::Receiver<bool>,
+        shutdown: &'a Shutdown,
     ) -> Retrier<'a> {
         Retrier {
             backoff,
             attempt: 0,
             operation,
+            what,
             stats,
             shutdown,
         }
@@ -275,38 +271,74 @@ impl<'a> Retrier<'a> {
         self.attempt
     }
 
-    /// Logs `failure`, counts a retry and waits the backoff (or returns `Shutdown`).
-    pub(crate) async fn wait(&mut self, failure: &Failure) -> Result<(), Shutdown> {
+    /// Runs one attempt of the call, telling the watchdog how long it may take (the client's timeouts).
+    pub(crate) async fn attempt<F: std::future::Future>(
+        &self,
+        call: F,
+    ) -> Result<F::Output, Aborted> {
+        self.stats.beat.expect_within(ATTEMPT_DEADLINE);
+        let out = self
+            .shutdown
+            .unless_aborted_after(call, IN_FLIGHT_GRACE)
+            .await;
+        self.stats.beat.idle();
+        out
+    }
+
+    /// Logs `failure` (what failed, why, and what happens next), counts a retry and waits the backoff
+    /// (or returns `Aborted`).
+    pub(crate) async fn wait(&mut self, failure: &Failure) -> Result<(), Aborted> {
         let delay = self.backoff.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         self.stats.add_retry();
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let code = failure.code.as_deref().unwrap_or("-");
         let status = failure.status.unwrap_or(0);
+        let (operation, what, attempt) = (self.operation, &self.what, self.attempt);
+        let next = format!(
+            "retrying in {:.1} s (retry {attempt}); {what} waits, nothing is dropped",
+            delay.as_secs_f64()
+        );
         if failure.verdict == Verdict::RetryAfterFix {
             error!(
-                operation = self.operation,
-                attempt = self.attempt,
+                operation,
+                attempt,
                 code,
                 status,
                 delay_ms,
                 error = %failure.message,
-                "CloudWatch refused the credentials, permissions or quota; retrying until an operator fixes it"
+                "{operation} refused by CloudWatch: {}; an operator must fix the credentials, permissions or quota; {next}",
+                failure.reason()
             );
         } else {
             warn!(
-                operation = self.operation,
-                attempt = self.attempt,
+                operation,
+                attempt,
                 code,
                 status,
                 delay_ms,
                 error = %failure.message,
-                "call failed; retrying"
+                "{operation} failed: {}; {next}",
+                failure.reason()
             );
         }
-        sleep_or_shutdown(delay, self.shutdown).await
+        self.stats.beat.expect_within(delay + SLEEP_SLACK);
+        let slept = self.shutdown.sleep(delay).await;
+        self.stats.beat.idle();
+        slept
     }
 }
+
+/// The longest an attempt may take before the watchdog calls it hung: the client's operation timeout,
+/// plus time to notice.
+pub(crate) const ATTEMPT_DEADLINE: Duration = Duration::from_secs(70);
+
+/// A call in flight when shutdown aborts gets this long to bring its answer: an answer on its way means
+/// the call took effect, and abandoning it would send it again after the next start.
+pub(crate) const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+
+/// How late a backoff sleep may end before the watchdog calls the task hung.
+const SLEEP_SLACK: Duration = Duration::from_secs(10);
 
 /// The SDK's retries off (this module is the retry layer) and bounded attempts, so a hung connection
 /// turns into a timeout the loop retries.
@@ -365,6 +397,9 @@ mod tests {
             (Service, None, Some(502), Retry),
             (Service, Some("Whatever"), Some(500), Retry),
             (Service, Some("Whatever"), Some(429), Retry),
+            // A code not known here waits for an operator instead of dropping the batch.
+            (Service, Some("Whatever"), Some(400), RetryAfterFix),
+            (Service, Some("KmsThrottled"), Some(403), RetryAfterFix),
             (Service, None, Some(400), Retry),
             (
                 Service,
@@ -406,27 +441,5 @@ mod tests {
                 "{kind:?} {code:?} {status:?}"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn waits_end_early_on_shutdown() {
-        let (tx, rx) = watch::channel(false);
-        let sleeper =
-            tokio::spawn(async move { sleep_or_shutdown(Duration::from_secs(3600), &rx).await });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let started = std::time::Instant::now();
-        tx.send_replace(true);
-        assert_eq!(sleeper.await.ok(), Some(Err(Shutdown)));
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[tokio::test]
-    async fn a_dropped_sender_does_not_count_as_shutdown() {
-        let (tx, rx) = watch::channel(false);
-        drop(tx);
-        let r = sleep_or_shutdown(Duration::from_millis(20), &rx).await;
-        assert_eq!(r, Ok(()));
-        let (_tx, rx) = watch::channel(true);
-        assert_eq!(or_shutdown(async { 1 }, &rx).await, Err(Shutdown));
     }
 }

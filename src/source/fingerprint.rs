@@ -69,19 +69,26 @@ impl FileId {
         if (meta.dev(), meta.ino()) != (self.dev, self.ino) {
             return Ok(Head::Different);
         }
+        Ok(match self.same_content(file, meta)? {
+            Some(fresh) => Head::Same(fresh),
+            None => Head::Different,
+        })
+    }
+
+    /// Whether `file` starts with the bytes this id was taken of, wherever it lives (a copy made by
+    /// copytruncate has another inode): its id, refreshed over the bytes it has now, or `None`.
+    pub(crate) fn same_content(&self, file: &File, meta: &Metadata) -> io::Result<Option<FileId>> {
         let mut buf = [0u8; FINGERPRINT_BYTES];
         let n = read_head(file, &mut buf)?;
         let known = self.fingerprint_len as usize;
         if n < known || fnv1a(FNV_OFFSET, &buf[..known]) != self.fingerprint {
-            return Ok(Head::Different);
+            return Ok(None);
         }
-        if n == known {
-            return Ok(Head::Same(self.clone()));
-        }
-        Ok(Head::Same(FileId {
+        Ok(Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
             fingerprint: fnv1a(self.fingerprint, &buf[known..n]),
             fingerprint_len: n as u32,
-            ..self.clone()
         }))
     }
 }

@@ -15,43 +15,45 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{debug, error, warn};
 
 use crate::config::{SourceConfig, StartPosition};
-use crate::source::{Line, Position};
+use crate::source::{Line, Lines, Position};
 
 /// The identifiers whose entries are read: OpenSSH < 9.8 logs everything as `sshd`, from 9.8 on the
 /// per-connection processes log as `sshd-session`.
 pub const IDENTIFIERS: [&str; 2] = ["sshd", "sshd-session"];
 
-/// Rendered entries buffered between journalctl and the daemon. Small: when CloudWatch is slow the
+/// Rendered entries buffered between journalctl and the daemon, at most: when CloudWatch is slow the
 /// daemon stops asking, this fills, the pipe fills, and journalctl waits; the journal is the buffer.
-const CHANNEL_ENTRIES: usize = 512;
+const CHANNEL_ENTRIES: usize = 4096;
 
-/// Longest JSON line accepted from journalctl; a longer entry is skipped (journald's own field limit
-/// is far beyond any sshd message).
-const MAX_JSON_LINE: usize = 1 << 20;
+/// Bytes of rendered entries buffered between journalctl and the daemon, at most (an entry larger than
+/// this takes the whole budget alone). Any local user can log as `sshd`, with entries of megabytes.
+const CHANNEL_BYTES: usize = 4 << 20;
 
-/// Pause before restarting journalctl after it exited or could not start.
+/// Longest JSON line accepted from journalctl: journald keeps entries of a few MiB at most, which
+/// journalctl's JSON (binary fields as arrays of numbers) makes a few times longer. A longer line is
+/// skipped with an ERROR.
+const MAX_JSON_LINE: usize = 16 << 20;
+
+/// Pause before restarting journalctl after it exited or could not start, doubling up to
+/// [`MAX_RESTART_DELAY`] while it keeps failing.
 const RESTART_DELAY: Duration = Duration::from_secs(2);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// journalctl running this long counts as started well: the next failure waits [`RESTART_DELAY`] again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// Where the journal lives by default (`Storage=persistent` and `volatile`).
 const JOURNAL_DIRS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
-
-/// Whether the daemon should read the journal: `[source] journal = true`, or unset while
-/// `file_path` does not exist and the journal does.
-pub fn selected(config: &SourceConfig) -> bool {
-    match config.journal {
-        Some(choice) => choice,
-        None => !config.file_path.exists() && available(),
-    }
-}
 
 /// Whether this host keeps a journal: a journal file in one of the standard directories.
 pub fn available() -> bool {
@@ -167,12 +169,19 @@ impl JournalOptions {
     }
 }
 
+/// A rendered entry and its share of [`CHANNEL_BYTES`], given back when the daemon takes the line.
+#[derive(Debug)]
+struct Budgeted {
+    line: Line,
+    _bytes: OwnedSemaphorePermit,
+}
+
 /// Follows sshd's journal entries; the journal twin of [`crate::source::FileSource`].
 #[derive(Debug)]
 pub struct JournalSource {
-    rx: mpsc::Receiver<io::Result<Line>>,
+    rx: mpsc::Receiver<io::Result<Budgeted>>,
     /// A line that did not fit into the last batch.
-    pending: Option<Line>,
+    pending: Option<Budgeted>,
     /// An error that arrived after lines of the last batch.
     pending_err: Option<io::Error>,
     task: tokio::task::JoinHandle<()>,
@@ -209,7 +218,8 @@ impl JournalSource {
             ));
         }
         let (tx, rx) = mpsc::channel(CHANNEL_ENTRIES);
-        let task = tokio::spawn(read_journal(options, cursor, tx));
+        let budget = Arc::new(Semaphore::new(CHANNEL_BYTES));
+        let task = tokio::spawn(read_journal(options, cursor, tx, budget));
         Ok(JournalSource {
             rx,
             pending: None,
@@ -220,34 +230,31 @@ impl JournalSource {
 
     /// Waits until at least one entry is available, then returns up to `max_bytes` of rendered lines
     /// (at least one). Cancel-safe.
-    pub async fn next_lines(&mut self, max_bytes: usize) -> io::Result<Vec<Line>> {
+    pub async fn next_lines(&mut self, max_bytes: usize) -> io::Result<Lines> {
         if let Some(e) = self.pending_err.take() {
             return Err(e);
         }
-        let mut out = Vec::new();
-        let mut size = 0usize;
-        if let Some(line) = self.pending.take() {
-            size += line.bytes.len();
-            out.push(line);
-        } else {
-            match self.rx.recv().await {
-                Some(Ok(line)) => {
-                    size += line.bytes.len();
-                    out.push(line);
-                }
+        let first = match self.pending.take() {
+            Some(b) => b,
+            None => match self.rx.recv().await {
+                Some(Ok(b)) => b,
                 Some(Err(e)) => return Err(e),
                 None => return Err(io::Error::other("the journal reader stopped")),
-            }
-        }
+            },
+        };
+        let mut size = first.line.bytes.len();
+        let mut lines = vec![first.line];
+        let mut at_end = true;
         while size < max_bytes {
             match self.rx.try_recv() {
-                Ok(Ok(line)) => {
-                    if size + line.bytes.len() > max_bytes {
-                        self.pending = Some(line);
+                Ok(Ok(b)) => {
+                    if size + b.line.bytes.len() > max_bytes {
+                        self.pending = Some(b);
+                        at_end = false;
                         break;
                     }
-                    size += line.bytes.len();
-                    out.push(line);
+                    size += b.line.bytes.len();
+                    lines.push(b.line);
                 }
                 Ok(Err(e)) => {
                     self.pending_err = Some(e);
@@ -256,7 +263,10 @@ impl JournalSource {
                 Err(_) => break,
             }
         }
-        Ok(out)
+        if size >= max_bytes {
+            at_end = false;
+        }
+        Ok(Lines { lines, at_end })
     }
 }
 
@@ -264,15 +274,16 @@ impl JournalSource {
 async fn read_journal(
     options: JournalOptions,
     mut cursor: Option<String>,
-    tx: mpsc::Sender<io::Result<Line>>,
+    tx: mpsc::Sender<io::Result<Budgeted>>,
+    budget: Arc<Semaphore>,
 ) {
     let mut need_newest = cursor.is_none() && options.start == StartPosition::End;
-    let mut attempt = 0u64;
+    let mut delay = Duration::ZERO;
     loop {
-        if attempt > 0 {
-            tokio::time::sleep(RESTART_DELAY).await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
-        attempt += 1;
+        delay = (delay * 2).clamp(RESTART_DELAY, MAX_RESTART_DELAY);
         if need_newest {
             match options.newest_cursor().await {
                 Ok(c) => {
@@ -299,14 +310,33 @@ async fn read_journal(
         let Some(stdout) = child.stdout.take() else {
             continue;
         };
-        match pump(stdout, &mut cursor, &tx).await {
+        let started = tokio::time::Instant::now();
+        let outcome = pump(stdout, &mut cursor, &tx, &budget).await;
+        if started.elapsed() >= HEALTHY_RUN {
+            delay = RESTART_DELAY;
+        }
+        match outcome {
             Pumped::ReceiverGone => return,
             Pumped::Eof => {
-                let status = child.wait().await;
-                warn!(status = ?status, cursor = ?cursor, "journalctl exited; restarting it");
+                let status = match child.wait().await {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                warn!(
+                    status = %status,
+                    cursor = ?cursor,
+                    delay_ms = delay.as_millis() as u64,
+                    "journalctl exited ({status}; its own message is just above); restarting it in {} s after the last entry read",
+                    delay.as_secs()
+                );
             }
             Pumped::Error(e) => {
-                warn!(error = %e, "cannot read from journalctl; restarting it");
+                warn!(
+                    error = %e,
+                    delay_ms = delay.as_millis() as u64,
+                    "cannot read from journalctl ({e}); restarting it in {} s after the last entry read",
+                    delay.as_secs()
+                );
             }
         }
     }
@@ -322,7 +352,8 @@ enum Pumped {
 async fn pump(
     stdout: impl AsyncRead + Unpin,
     cursor: &mut Option<String>,
-    tx: &mpsc::Sender<io::Result<Line>>,
+    tx: &mpsc::Sender<io::Result<Budgeted>>,
+    budget: &Arc<Semaphore>,
 ) -> Pumped {
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();
@@ -331,7 +362,11 @@ async fn pump(
         match read_capped_line(&mut reader, &mut buf).await {
             Ok(None) => return Pumped::Eof,
             Ok(Some(false)) => {
-                warn!(max = MAX_JSON_LINE, "skipped an over-long journal entry");
+                error!(
+                    max = MAX_JSON_LINE,
+                    after_cursor = ?cursor,
+                    "skipped a journal entry longer than {MAX_JSON_LINE} bytes of JSON: its message is not shipped"
+                );
                 continue;
             }
             Ok(Some(true)) => {}
@@ -345,14 +380,23 @@ async fn pump(
             continue;
         };
         *cursor = Some(rendered.cursor.clone());
+        let share = u32::try_from(rendered.line.len().clamp(1, CHANNEL_BYTES)).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(budget).acquire_many_owned(share).await else {
+            return Pumped::ReceiverGone;
+        };
         let line = Line {
             bytes: rendered.line.into(),
             end: Position::Journal {
                 cursor: rendered.cursor,
             },
             read_at: SystemTime::now(),
+            continues: false,
         };
-        if tx.send(Ok(line)).await.is_err() {
+        let budgeted = Budgeted {
+            line,
+            _bytes: permit,
+        };
+        if tx.send(Ok(budgeted)).await.is_err() {
             return Pumped::ReceiverGone;
         }
     }

@@ -1,13 +1,15 @@
-//! The only code that reads the log: follow a file across rotation and truncation, and keep the checkpoint.
+//! The only code that reads the log: follow a file across rotation and truncation, or sshd's journal
+//! entries, and keep the checkpoint.
 //!
+//! - [`Source`]: the log being followed, chosen once per state directory ([`SourceKind::choose`]).
 //! - [`FileSource`] follows `source.file_path` (inotify on its directory plus a periodic stat) and hands out
 //!   complete [`Line`]s, each with the [`Position`] right after it.
 //! - [`journal`] follows sshd's journal entries instead, on hosts without the file.
 //! - [`checkpoint`] stores where delivery stands, durably, in `state_dir`.
 //!
 //! Files are told apart by [`FileId`] (device, inode and a fingerprint of the first bytes), never by name:
-//! a reused inode or a file rewritten in place is a new file, and a file renamed while sshwatch was stopped
-//! is found again next to `file_path`.
+//! a reused inode or a file rewritten in place is a new file, and a file renamed or copied while sshwatch
+//! was stopped is found again next to `file_path`.
 
 pub mod checkpoint;
 mod file;
@@ -15,16 +17,21 @@ mod fingerprint;
 pub mod journal;
 mod watch;
 
-use std::borrow::Cow;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
-pub use self::file::{CHUNK_BYTES, FileSource, MAX_LINE_BYTES, SourceStatus};
+pub use self::file::{CHUNK_BYTES, FileSource, MAX_ROTATED_FILES, SourceStatus};
 pub use self::fingerprint::FINGERPRINT_BYTES;
+use crate::config::SourceConfig;
+use crate::source::journal::JournalSource;
+pub use crate::text::MAX_LINE_BYTES;
 
 /// Identity of a followed file: device + inode + fingerprint (hash of the first up-to-[`FINGERPRINT_BYTES`]
 /// bytes and that length).
@@ -56,20 +63,21 @@ pub enum Position {
     Journal { cursor: String },
 }
 
-/// A line's bytes as text: valid UTF-8 as is (no copy), anything else decoded lossily (U+FFFD), never
-/// dropped.
-pub fn as_text(bytes: &[u8]) -> Cow<'_, str> {
-    // `from_utf8` first: `from_utf8_lossy` checks byte by byte, several times slower on valid text.
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
+impl Position {
+    /// The kind of log this is a position in.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Position::File { .. } => SourceKind::File,
+            Position::Journal { .. } => SourceKind::Journal,
+        }
     }
 }
 
 /// One complete line, terminator stripped (also a trailing `\r`), bytes as read.
 ///
 /// A line longer than [`MAX_LINE_BYTES`] comes in pieces of at most that size (each piece is a `Line`, the
-/// last one ends at the terminator), so memory stays bounded whatever the file holds.
+/// last one ends at the terminator and the others have `continues` set), so memory stays bounded whatever
+/// the file holds.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub bytes: Bytes,
@@ -77,17 +85,138 @@ pub struct Line {
     pub end: Position,
     /// When the line was read; the event time.
     pub read_at: SystemTime,
+    /// A piece of an over-long line that goes on in the next `Line`.
+    pub continues: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What one read gave.
+#[derive(Debug, Default)]
+pub struct Lines {
+    pub lines: Vec<Line>,
+    /// The source had nothing more at the time (the read did not stop for the size limit).
+    pub at_end: bool,
+}
 
-    #[test]
-    fn text_is_lossy_only_when_needed() {
-        assert!(matches!(as_text(b"plain"), Cow::Borrowed("plain")));
-        assert!(matches!(as_text("café".as_bytes()), Cow::Borrowed("café")));
-        assert_eq!(as_text(b"bad \xff byte"), "bad \u{fffd} byte");
-        assert_eq!(as_text(b"cut \xc3"), "cut \u{fffd}");
+/// Which kind of log a state directory follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    File,
+    Journal,
+}
+
+impl SourceKind {
+    /// The kind to follow: `[source] journal` when set; otherwise the kind this state directory followed
+    /// before (`checkpointed`), so a file that appears or goes away between two starts does not make the
+    /// daemon skip from one log to the other; otherwise the file, or the journal when there is no file
+    /// and the host keeps a journal.
+    pub fn choose(config: &SourceConfig, checkpointed: Option<SourceKind>) -> SourceKind {
+        let configured = config.journal.map(|j| {
+            if j {
+                SourceKind::Journal
+            } else {
+                SourceKind::File
+            }
+        });
+        match (configured, checkpointed) {
+            (Some(kind), _) => kind,
+            (None, Some(kind)) => kind,
+            (None, None) if !config.file_path.exists() && journal::available() => {
+                SourceKind::Journal
+            }
+            (None, None) => SourceKind::File,
+        }
+    }
+}
+
+/// The log being followed: the file, or sshd's journal entries.
+#[derive(Debug)]
+pub enum Source {
+    File(FileSource),
+    Journal(JournalSource),
+}
+
+impl Source {
+    /// Opens the log `kind` at `resume` (where the checkpoint says reading resumes; `saved_at`: when it
+    /// was written). A state directory that followed the other kind before (`before`: the configuration
+    /// switched) is logged, and the new log starts per `start_position`. Must be called inside a tokio
+    /// runtime.
+    pub fn open(
+        config: &SourceConfig,
+        kind: SourceKind,
+        before: Option<SourceKind>,
+        resume: Option<Position>,
+        saved_at: Option<SystemTime>,
+    ) -> anyhow::Result<Source> {
+        if let Some(before) = before
+            && before != kind
+        {
+            warn!(before = ?before, now = ?kind, "`[source] journal` switched the log this state directory follows from {before:?} to {kind:?}; the new one starts per `start_position`");
+        }
+        let resume = resume.filter(|p| p.kind() == kind);
+        Ok(match kind {
+            SourceKind::Journal => Source::Journal(
+                JournalSource::new(config, resume).context("cannot read the journal")?,
+            ),
+            SourceKind::File => Source::File(
+                FileSource::new(config, resume, saved_at)
+                    .with_context(|| format!("cannot open `{}`", config.file_path.display()))?,
+            ),
+        })
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Source::File(_) => SourceKind::File,
+            Source::Journal(_) => SourceKind::Journal,
+        }
+    }
+
+    /// Waits for lines, then returns up to `max_bytes` of them (at least one). Cancel-safe.
+    pub async fn next_lines(&mut self, max_bytes: usize) -> io::Result<Lines> {
+        match self {
+            Source::File(f) => f.next_lines(max_bytes).await,
+            Source::Journal(j) => j.next_lines(max_bytes).await,
+        }
+    }
+
+    /// Notices rotations and truncations of the file without reading lines (nothing to do for the
+    /// journal, which keeps its entries itself).
+    pub fn track(&mut self) {
+        if let Source::File(f) = self {
+            f.track();
+        }
+    }
+
+    /// Resolves when [`Source::track`] has something to look at (never for the journal). Cancel-safe.
+    pub async fn changed(&self) {
+        match self {
+            Source::File(f) => f.changed().await,
+            Source::Journal(_) => std::future::pending().await,
+        }
+    }
+
+    /// Where reading starts, when known before the first line.
+    pub fn current_position(&self) -> Option<Position> {
+        match self {
+            Source::File(f) => f.current_position(),
+            Source::Journal(_) => None,
+        }
+    }
+
+    /// Whether the file is not there yet.
+    pub fn waiting_for_file(&self) -> bool {
+        match self {
+            Source::File(f) => f.status().waiting_for_file,
+            Source::Journal(_) => false,
+        }
+    }
+
+    /// What is followed, for logs and `STATUS=`.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(f) => f.path().display().to_string(),
+            Source::Journal(_) => "the journal".to_string(),
+        }
     }
 }

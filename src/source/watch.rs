@@ -5,7 +5,7 @@
 //! `poll_interval`, so a missed event, an overflowed inotify queue or a failed watch only costs latency.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -118,10 +118,5 @@ impl DirWatch {
             () = self.shared.wake.notified() => {}
             () = tokio::time::sleep(timeout) => {}
         }
-    }
-
-    /// The directory this watches.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
     }
 }

@@ -516,7 +516,7 @@ fn never_expire_removes_the_retention_policy_and_a_class_change_is_reported() {
     let config = write_config(
         dir.path(),
         "sshwatch.toml",
-        "[logs]\nretention_in_days = -1\nlog_group_class = \"INFREQUENT_ACCESS\"\n[dashboard]\nenabled = false\n[heartbeat]\nalarm = false\n",
+        "[logs]\nretention_in_days = -1\nlog_group_class = \"INFREQUENT_ACCESS\"\n[metrics]\ntransport = \"put_metric_data\"\n[dashboard]\nenabled = false\n[heartbeat]\nalarm = false\n",
     );
     let out = ok_stdout(&bootstrap(&moto.endpoint, &config, &[]));
     let l = line(&out, "log-group", "secure");

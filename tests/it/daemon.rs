@@ -71,9 +71,12 @@ journal = false
 [logs]
 log_group_name = "{GROUP}"
 log_stream_name = "{STREAM}"
+force_flush_interval = 0.2
 
 [metrics]
 grace_seconds = 1
+publish_spread_seconds = 0
+transport = "put_metric_data"
 {extra}
 "#,
             log.display(),
@@ -933,19 +936,26 @@ async fn notifies_ready_watchdog_status_and_stopping() {
     assert!(status.contains(&shipped), "{status}\n{}", daemon.stderr());
     assert!(status.contains("FailedPasswordMetrics"), "{status}");
 
-    // Stuck with work in hand (the endpoint swallows every request): no more pings once the pipeline stops moving.
+    // Through an outage (the endpoint swallows every request and the retries back off), the daemon is
+    // alive: it keeps its promises to the watchdog, which is fed as often as when all is well. Only a task
+    // past its promise (a hang) holds the pings back; the unit tests of `health` show that side.
     proxy.set_default("*", Fault::Drop);
     env.append(&lines);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = notify.count("WATCHDOG=1");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let during = notify.count("WATCHDOG=1") - before;
+    assert!(
+        proxy.count_fault("PutLogEvents", Fault::Drop) >= 2,
+        "the outage was met"
+    );
+    assert!(
+        during >= 8,
+        "{during} watchdog pings in 3 s of outage with a 0.4 s watchdog\n{}",
+        daemon.stderr()
+    );
     proxy.set_default("*", Fault::Pass);
-    wait_for_events(&moto.endpoint, 2 * lines.len(), Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let after = notify.count("WATCHDOG=1") - before - during;
-    assert!(during <= 1, "{during} watchdog pings while stuck");
-    assert!(after >= 1, "pings resume once the pipeline moves");
+    wait_for_events(&moto.endpoint, 2 * lines.len(), Duration::from_secs(40)).await;
 
     assert!(daemon.terminate().success(), "{}", daemon.stderr());
     assert!(notify.count("STOPPING=1") == 1, "{:?}", notify.messages());

@@ -11,6 +11,7 @@ use sshwatch::classify::{Classifier, Scratch};
 use sshwatch::config::{Config, DetectorConfig};
 use sshwatch::detector::{Detector, check_sample, startup_check};
 use sshwatch::format::{FormatReport, LineFormat};
+use sshwatch::source::SourceKind;
 
 fn lines_of(name: &str) -> Vec<String> {
     std::fs::read_to_string(crate::support::sshd_fixture(name))
@@ -179,11 +180,11 @@ fn startup_check_warns_on_rfc3339_with_the_seed_and_not_on_traditional() {
             .expect("config")
         };
         assert_eq!(
-            startup_check(&config(traditional)),
+            startup_check(&config(traditional), SourceKind::File),
             Vec::<String>::new(),
             "{traditional}"
         );
-        let warnings = startup_check(&config(rfc3339));
+        let warnings = startup_check(&config(rfc3339), SourceKind::File);
         for filter in ["SSHInvalidUserFilter", "SSHFailedPasswordFilter"] {
             let w = warnings
                 .iter()

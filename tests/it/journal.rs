@@ -150,7 +150,8 @@ async fn read_lines(source: &mut JournalSource, n: usize) -> Vec<Line> {
         let batch = tokio::time::timeout_at(deadline, source.next_lines(4096))
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} journal lines arrived", out.len()))
-            .expect("next_lines");
+            .expect("next_lines")
+            .lines;
         assert!(!batch.is_empty());
         out.extend(batch);
     }
@@ -286,7 +287,8 @@ async fn start_at_end_skips_old_entries_and_batches_respect_max_bytes() {
         let batch = tokio::time::timeout_at(deadline, source.next_lines(150))
             .await
             .expect("lines in time")
-            .expect("next_lines");
+            .expect("next_lines")
+            .lines;
         assert!(!batch.is_empty());
         let size: usize = batch.iter().map(|l| l.bytes.len()).sum();
         assert!(

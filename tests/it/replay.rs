@@ -234,7 +234,7 @@ fn replay_ships_lines_with_their_timestamps_and_publishes_their_minutes() {
     std::fs::write(&log, lines.join("\n") + "\n").expect("log");
     let config = write_config(
         dir.path(),
-        "expand_repeated = true\n[logs]\nlog_group_name = \"replayed\"\nlog_stream_name = \"host-a\"\n",
+        "expand_repeated = true\n[logs]\nlog_group_name = \"replayed\"\nlog_stream_name = \"host-a\"\n[metrics]\ntransport = \"put_metric_data\"\n",
     );
     let mut cmd = crate::support::sshwatch(&moto.endpoint);
     let out = cmd

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use sshwatch::config::{Config, LogGroupClass, LogsConfig};
-use sshwatch::counter::{Counter, Rules, minute_of};
+use sshwatch::counter::{Counter, Rules};
+use sshwatch::shutdown::{Aborted, Shutdown};
 use sshwatch::sink::batch::{CONTINUED_MARKER, MAX_EVENT_BYTES, check_batch};
-use sshwatch::sink::{Backoff, LogBatcher, LogEvent, LogsSink, MetricsSink, Shutdown};
-use tokio::sync::watch;
+use sshwatch::sink::{Backoff, EventBatch, LogBatcher, LogEvent, LogsSink, MetricsSink};
+use sshwatch::time::minute_of;
 
 use crate::support::proxy::{Fault, Proxy};
 use crate::support::{Moto, sdk_config_for};
@@ -25,6 +26,7 @@ fn logs_config(group: &str, stream: &str) -> LogsConfig {
         log_stream_name: stream.to_owned(),
         retention_in_days: None,
         log_group_class: LogGroupClass::Standard,
+        force_flush_interval: Duration::from_secs(5),
     }
 }
 
@@ -44,9 +46,9 @@ fn events(n: usize, tag: &str, ts: i64) -> Vec<LogEvent> {
         .collect()
 }
 
-/// A shutdown signal that never flips (a dropped sender counts as "never").
-fn never() -> watch::Receiver<bool> {
-    watch::channel(false).1
+/// A shutdown nobody triggers.
+fn never() -> Shutdown {
+    Shutdown::new()
 }
 
 /// Every message of a stream, oldest first, through GetLogEvents pagination.
@@ -119,8 +121,11 @@ async fn batches_arrive_in_order_and_the_group_and_stream_are_created() {
     for (i, tag) in ["a", "b", "c"].into_iter().enumerate() {
         let batch = events(500, tag, t + 1000 * i as i64);
         sent.extend(batch.iter().map(|e| e.message.clone()));
-        let out = sink.put(batch, &rx).await.expect("not shut down");
-        assert_eq!((out.calls, out.accepted, out.rejected), (1, 500, 0));
+        let out = sink
+            .put(&EventBatch::from(batch), &rx)
+            .await
+            .expect("not shut down");
+        assert_eq!((out.calls, out.accepted, out.refused.len()), (1, 500, 0));
         assert!(out.skipped.is_empty());
     }
     let stream = sink.stream().to_owned();
@@ -145,7 +150,10 @@ async fn inputs_over_10000_events_or_1_mib_are_split_into_valid_calls() {
 
     // 25,001 small events: 10,000 per call at most.
     let many = events(25_001, "many", t);
-    let out = sink.put(many.clone(), &rx).await.expect("put");
+    let out = sink
+        .put(&EventBatch::from(many.clone()), &rx)
+        .await
+        .expect("put");
     assert_eq!((out.calls, out.accepted), (3, 25_001));
     // 1,500 events of 1,000 bytes (1.5 MB): 1 MiB per call at most, 26 bytes per event counted.
     let heavy: Vec<LogEvent> = (0..1500)
@@ -154,7 +162,10 @@ async fn inputs_over_10000_events_or_1_mib_are_split_into_valid_calls() {
             message: format!("{i:06}{}", "h".repeat(994)),
         })
         .collect();
-    let out = sink.put(heavy.clone(), &rx).await.expect("put");
+    let out = sink
+        .put(&EventBatch::from(heavy.clone()), &rx)
+        .await
+        .expect("put");
     assert_eq!((out.calls, out.accepted), (2, 1500));
 
     // 3 + 2 accepted calls, and the first one once more before it: refused with ResourceNotFound, then
@@ -205,7 +216,7 @@ async fn an_over_long_line_is_split_with_markers_and_arrives_whole() {
     assert_eq!(batcher.split(), 1);
     let rx = never();
     for b in batches {
-        let out = sink.put(b, &rx).await.expect("put");
+        let out = sink.put(&b, &rx).await.expect("put");
         assert!(!out.is_rejected());
     }
     let got = read_stream(&sdk, "sinks-long", "s").await;
@@ -238,12 +249,17 @@ async fn throttling_is_retried_with_backoff_and_nothing_is_lost_or_doubled() {
     let rx = never();
     let t = now_ms();
     let first = events(10, "warm", t);
-    sink.put(first.clone(), &rx).await.expect("put");
+    sink.put(&EventBatch::from(first.clone()), &rx)
+        .await
+        .expect("put");
 
     proxy.script("PutLogEvents", [Fault::Throttle; 4]);
     let started = Instant::now();
     let batch = events(300, "throttled", t + 1);
-    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    let out = sink
+        .put(&EventBatch::from(batch.clone()), &rx)
+        .await
+        .expect("put");
     assert_eq!((out.calls, out.accepted, out.retries), (1, 300, 4));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(proxy.count_fault("PutLogEvents", Fault::Throttle), 4);
@@ -278,7 +294,10 @@ async fn server_errors_and_dropped_connections_are_retried() {
         ],
     );
     let batch = events(200, "x", t);
-    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    let out = sink
+        .put(&EventBatch::from(batch.clone()), &rx)
+        .await
+        .expect("put");
     assert!(!out.is_rejected());
     assert_eq!(out.calls, 1);
     assert!(out.retries >= 5, "{} retries", out.retries);
@@ -298,10 +317,15 @@ async fn a_lost_answer_is_retried_and_the_batch_arrives_twice() {
     let rx = never();
     let t = now_ms();
     let first = events(3, "first", t);
-    sink.put(first.clone(), &rx).await.expect("put");
+    sink.put(&EventBatch::from(first.clone()), &rx)
+        .await
+        .expect("put");
     proxy.script("PutLogEvents", [Fault::LoseResponse]);
     let batch = events(4, "again", t + 1000);
-    let out = sink.put(batch.clone(), &rx).await.expect("put");
+    let out = sink
+        .put(&EventBatch::from(batch.clone()), &rx)
+        .await
+        .expect("put");
     assert_eq!((out.calls, out.retries), (1, 1));
     let want: Vec<String> = first
         .iter()
@@ -313,7 +337,7 @@ async fn a_lost_answer_is_retried_and_the_batch_arrives_twice() {
 }
 
 #[tokio::test]
-async fn invalid_parameter_is_not_retried_and_the_sink_moves_on() {
+async fn a_refused_batch_is_split_until_only_the_events_cloudwatch_refuses_are_dropped() {
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port);
     let sdk = sdk_config_for(&proxy.endpoint).await;
@@ -322,29 +346,46 @@ async fn invalid_parameter_is_not_retried_and_the_sink_moves_on() {
     let rx = never();
     let t = now_ms();
     let ok1 = events(5, "ok1", t);
-    sink.put(ok1.clone(), &rx).await.expect("put");
+    sink.put(&EventBatch::from(ok1.clone()), &rx)
+        .await
+        .expect("put");
 
-    proxy.script("PutLogEvents", [Fault::InvalidParameter]);
+    // CloudWatch refuses any request holding event 11 or event 40 of this batch of 64.
+    let mut batch = events(64, "mixed", t + 1);
+    batch[11].message = "poison-a".into();
+    batch[40].message = "poison-b".into();
+    proxy.refuse_events_containing("poison-");
     let before = proxy.count("PutLogEvents");
     let out = sink
-        .put(events(7, "refused", t + 1), &rx)
+        .put(&EventBatch::from(batch.clone()), &rx)
         .await
         .expect("put");
     assert!(out.is_rejected());
-    assert_eq!((out.calls, out.rejected, out.retries), (0, 7, 0));
+    assert_eq!(
+        out.refused,
+        vec![11, 40],
+        "only the two refused on their own"
+    );
+    assert_eq!(out.accepted, 62);
+    assert_eq!(out.retries, 0, "a refusal is not retried as it was");
     let reason = out.rejection.unwrap_or_default();
     assert!(reason.contains("InvalidParameterException"), "{reason}");
-    assert_eq!(
-        proxy.count("PutLogEvents"),
-        before + 1,
-        "refused once, not retried"
-    );
+    // Halving 64 events down to two single ones: log2(64) refused calls per event on the way, at most.
+    let calls = proxy.count("PutLogEvents") - before;
+    assert!((10..=30).contains(&calls), "{calls} calls");
 
     let ok2 = events(5, "ok2", t + 2);
-    sink.put(ok2.clone(), &rx).await.expect("put");
-    let want: Vec<String> = ok1.iter().chain(&ok2).map(|e| e.message.clone()).collect();
+    sink.put(&EventBatch::from(ok2.clone()), &rx)
+        .await
+        .expect("put");
+    let want: Vec<String> = ok1
+        .iter()
+        .chain(batch.iter().filter(|e| !e.message.starts_with("poison")))
+        .chain(&ok2)
+        .map(|e| e.message.clone())
+        .collect();
     assert_eq!(read_stream(&sdk, "sinks-invalid", "s").await, want);
-    assert_eq!(sink.stats().snapshot().rejected, 7);
+    assert_eq!(sink.stats().snapshot().rejected, 2);
 }
 
 #[tokio::test]
@@ -379,9 +420,12 @@ async fn both_body_writers_deliver_the_same_events() {
         if sdk_serializes {
             sink = sink.with_sdk_serializer();
         }
-        let out = sink.put(batch.clone(), &never()).await.expect("put");
+        let out = sink
+            .put(&EventBatch::from(batch.clone()), &never())
+            .await
+            .expect("put");
         assert_eq!(
-            (out.calls, out.accepted, out.rejected),
+            (out.calls, out.accepted, out.refused.len()),
             (1, 6, 0),
             "{stream}"
         );
@@ -406,15 +450,17 @@ async fn events_outside_the_time_window_are_reported() {
         message: m.to_owned(),
     };
     let rx = never();
-    sink.put(vec![event(t, "new")], &rx).await.expect("put");
+    sink.put(&EventBatch::from(vec![event(t, "new")]), &rx)
+        .await
+        .expect("put");
     // Accepted as a call, the events skipped one by one: the outcome says which.
     let batch = vec![
         event(old, "old1"),
         event(old + 1, "old2"),
         event(old + 2, "old3"),
     ];
-    let out = sink.put(batch, &rx).await.expect("put");
-    assert_eq!((out.calls, out.rejected), (1, 0));
+    let out = sink.put(&EventBatch::from(batch), &rx).await.expect("put");
+    assert_eq!((out.calls, out.refused.len()), (1, 0));
     assert!(!out.skipped.too_old.is_empty(), "{:?}", out.skipped);
     assert!(
         out.skipped
@@ -436,31 +482,32 @@ async fn shutdown_ends_an_endless_retry_promptly() {
     // The default backoff: the waits grow towards 30 s, the shutdown must not wait for them.
     let mut logs = LogsSink::with_stream_name(&sdk, &logs_config("sinks-stop", "s"), "s".into());
     let metrics = MetricsSink::new(&sdk);
-    let (tx, rx) = watch::channel(false);
-    let rx2 = rx.clone();
+    let shutdown = Shutdown::new();
+    let rx2 = shutdown.clone();
     let t = now_ms();
-    let logs_task = tokio::spawn(async move { logs.put(events(3, "x", t), &rx2).await });
-    let rx3 = rx.clone();
+    let logs_task =
+        tokio::spawn(async move { logs.put(&EventBatch::from(events(3, "x", t)), &rx2).await });
+    let rx3 = shutdown.clone();
     let minute = minute_of(t / 1000);
     let metrics_task = tokio::spawn(async move {
         metrics
-            .put(minute, &[("SSH".into(), "A".into(), 1.0)], &rx3)
+            .put(&[(minute, vec![("SSH".into(), "A".into(), 1.0)])], &rx3)
             .await
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(proxy.count("PutLogEvents") >= 2, "still retrying");
     assert!(proxy.count("PutMetricData") >= 2, "still retrying");
     let stopped = Instant::now();
-    tx.send_replace(true);
+    shutdown.abort();
     let logs_result = logs_task.await.expect("logs task");
     let metrics_result = metrics_task.await.expect("metrics task");
     assert!(
-        stopped.elapsed() < Duration::from_secs(1),
+        stopped.elapsed() < Duration::from_secs(3),
         "{:?}",
         stopped.elapsed()
     );
-    assert_eq!(logs_result.err(), Some(Shutdown));
-    assert_eq!(metrics_result.err(), Some(Shutdown));
+    assert_eq!(logs_result.err(), Some(Aborted));
+    assert_eq!(metrics_result.err(), Some(Aborted));
 }
 
 #[tokio::test]
@@ -492,7 +539,10 @@ async fn one_put_metric_data_per_minute_with_every_metric_and_its_zeros() {
     );
     let rx = never();
     for (minute, datums) in &minutes {
-        let out = metrics.put(*minute, datums, &rx).await.expect("put");
+        let out = metrics
+            .put(&[(*minute, datums.clone())], &rx)
+            .await
+            .expect("put");
         assert_eq!(
             (out.calls, out.published, out.dropped),
             (1, datums.len(), 0)
@@ -585,7 +635,7 @@ async fn a_refused_minute_is_dropped_not_retried() {
     );
     let minute = minute_of(now_ms() / 1000) - 120;
     let out = metrics
-        .put(minute, &[("SSH".into(), "A".into(), 1.0)], &never())
+        .put(&[(minute, vec![("SSH".into(), "A".into(), 1.0)])], &never())
         .await
         .expect("put");
     assert_eq!((out.calls, out.dropped, out.retries), (0, 1, 1));

@@ -46,7 +46,7 @@ impl Env {
     }
 
     fn source(&self, start: StartPosition, resume: Option<Position>) -> FileSource {
-        FileSource::new(&self.config(start), resume).unwrap()
+        FileSource::new(&self.config(start), resume, None).unwrap()
     }
 
     fn sibling(&self, name: &str) -> PathBuf {
@@ -115,7 +115,7 @@ async fn read_n(src: &mut FileSource, n: usize) -> Vec<Line> {
     let mut got = Vec::new();
     while got.len() < n {
         match tokio::time::timeout(WAIT, src.next_lines(ALL)).await {
-            Ok(r) => got.extend(r.unwrap()),
+            Ok(r) => got.extend(r.unwrap().lines),
             Err(_) => panic!(
                 "timed out after {} of {n} lines: {:?}",
                 got.len(),
@@ -129,7 +129,7 @@ async fn read_n(src: &mut FileSource, n: usize) -> Vec<Line> {
 
 async fn expect_quiet(src: &mut FileSource) {
     if let Ok(r) = tokio::time::timeout(QUIET, src.next_lines(ALL)).await {
-        panic!("expected no lines, got {:?}", texts(&r.unwrap()));
+        panic!("expected no lines, got {:?}", texts(&r.unwrap().lines));
     }
 }
 
@@ -174,7 +174,7 @@ async fn a_partial_line_waits_for_its_newline() {
     let mut src = env.source(StartPosition::End, None);
     env.append(b"Accepted publickey for");
     expect_quiet(&mut src).await;
-    assert!(src.poll_once(ALL).unwrap().is_empty());
+    assert!(src.poll_once(ALL).unwrap().lines.is_empty());
     env.append(b" root");
     expect_quiet(&mut src).await;
     env.append(b" from 10.0.0.1\nnext");
@@ -194,7 +194,7 @@ async fn resuming_at_any_line_end_yields_the_next_line() {
     drop(src);
     for (i, l) in got.iter().enumerate() {
         let mut again = env.source(StartPosition::Beginning, Some(l.end.clone()));
-        let rest = again.poll_once(ALL).unwrap();
+        let rest = again.poll_once(ALL).unwrap().lines;
         assert_eq!(texts(&rest), lines[i + 1..], "resumed after line {i}");
     }
 }
@@ -206,9 +206,9 @@ async fn max_bytes_bounds_a_batch_but_one_line_always_comes() {
     env.append(&bytes);
     let len = lines[0].len() + 1;
     let mut src = env.source(StartPosition::Beginning, None);
-    let first = src.next_lines(len * 3 + 1).await.unwrap();
+    let first = src.next_lines(len * 3 + 1).await.unwrap().lines;
     assert_eq!(texts(&first), lines[..3]);
-    let one = src.next_lines(1).await.unwrap();
+    let one = src.next_lines(1).await.unwrap().lines;
     assert_eq!(texts(&one), lines[3..4]);
     let rest = read_n(&mut src, 46).await;
     assert_eq!(texts(&rest), lines[4..]);
@@ -233,7 +233,7 @@ async fn cancelled_reads_lose_nothing() {
             written += 1;
         }
         tokio::select! {
-            r = src.next_lines(200) => got.extend(r.unwrap()),
+            r = src.next_lines(200) => got.extend(r.unwrap().lines),
             () = tokio::time::sleep(Duration::from_micros(300)) => {}
         }
     }
@@ -323,7 +323,7 @@ async fn truncation_then_quick_regrowth_past_the_offset_is_noticed() {
         .unwrap();
     env.append(&b_bytes);
     assert!(b_bytes.len() > 6);
-    assert_eq!(texts(&src.poll_once(ALL).unwrap()), b);
+    assert_eq!(texts(&src.poll_once(ALL).unwrap().lines), b);
 }
 
 #[tokio::test]
@@ -365,7 +365,7 @@ async fn a_missing_directory_is_waited_for_too() {
     let path = env.dir.path().join("later/secure");
     let mut config = env.config(StartPosition::End);
     config.file_path = path.clone();
-    let mut src = FileSource::new(&config, None).unwrap();
+    let mut src = FileSource::new(&config, None, None).unwrap();
     expect_quiet(&mut src).await;
     fs::create_dir(env.dir.path().join("later")).unwrap();
     append_to(&path, b"hello\n");
@@ -382,11 +382,18 @@ async fn rotation_while_stopped_finishes_the_rotated_file_first() {
     let checkpoint = got[2].end.clone();
     drop(src);
 
+    // An older generation next to it (written before it): neither the one nor a newer one.
+    fs::write(env.sibling("secure.2"), b"older\n").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    File::options()
+        .write(true)
+        .open(env.sibling("secure.2"))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
     let (b, b_bytes) = numbered(6..8, "old");
     env.append(&b_bytes);
     fs::rename(&env.path, env.sibling("secure.1")).unwrap();
-    // Another file next to it that is not the one: must not be taken for it.
-    fs::write(env.sibling("secure.2"), b"older\n").unwrap();
     let (c, c_bytes) = numbered(0..3, "new");
     env.append(&c_bytes);
 
@@ -502,7 +509,7 @@ async fn a_very_long_line_comes_in_bounded_pieces() {
     let mut pieces = Vec::new();
     // A small budget still gets one (long) piece per call.
     while pieces.len() < 3 {
-        pieces.extend(src.next_lines(4096).await.unwrap());
+        pieces.extend(src.next_lines(4096).await.unwrap().lines);
     }
     assert_eq!(pieces.len(), 3);
     assert!(pieces.iter().all(|p| p.bytes.len() <= MAX_LINE_BYTES));
@@ -515,7 +522,10 @@ async fn a_very_long_line_comes_in_bounded_pieces() {
     );
     // Resuming after a piece continues the line.
     let mut again = env.source(StartPosition::Beginning, Some(pieces[0].end.clone()));
-    assert_eq!(again.poll_once(ALL).unwrap()[0].bytes, pieces[1].bytes);
+    assert_eq!(
+        again.poll_once(ALL).unwrap().lines[0].bytes,
+        pieces[1].bytes
+    );
     assert_eq!(texts(&read_n(&mut src, 1).await), ["short"]);
 }
 
@@ -544,14 +554,17 @@ async fn restart_through_the_checkpoint_file() {
     let state = env.dir.path().join("state");
     let mut src = env.source(StartPosition::Beginning, None);
     let got = read_n(&mut src, 4).await;
-    let mut cp = checkpoint::Checkpoint::new();
-    cp.shipped = Some(got[1].end.clone());
-    checkpoint::store(&state, &cp).unwrap();
+    let mut store = checkpoint::Store::open(&state, &checkpoint::Loaded::default()).unwrap();
+    let record = checkpoint::Record::Shipped {
+        shipped: Some(got[1].end.clone()),
+        minutes: Vec::new(),
+    };
+    store.append(std::slice::from_ref(&record)).unwrap();
     drop(src);
 
-    let loaded = checkpoint::load(&state).unwrap().unwrap();
-    assert_eq!(loaded, cp);
-    let mut src = env.source(StartPosition::End, loaded.shipped);
+    let loaded = checkpoint::load(&state).unwrap();
+    assert_eq!(loaded.records, vec![record]);
+    let mut src = env.source(StartPosition::End, Some(got[1].end.clone()));
     assert_eq!(texts(&read_n(&mut src, 2).await), a[2..]);
 }
 
@@ -696,7 +709,7 @@ impl Model {
     }
 
     fn poll(&mut self, src: &mut FileSource, max: usize) {
-        let lines = src.poll_once(max).unwrap();
+        let lines = src.poll_once(max).unwrap().lines;
         if !lines.is_empty() {
             let seqs: Vec<String> = lines
                 .iter()

@@ -70,6 +70,9 @@ struct State {
     defaults: Vec<(String, Fault)>,
     seen: Vec<Seen>,
     kept_body_bytes: usize,
+    /// PutLogEvents requests whose body holds one of these are refused with InvalidParameter, as
+    /// CloudWatch refuses a request for an event it will not take.
+    refused_contents: Vec<Vec<u8>>,
 }
 
 impl State {
@@ -157,6 +160,14 @@ impl Proxy {
         let mut st = self.shared.state();
         st.defaults.retain(|(k, _)| k != key);
         st.defaults.insert(0, (key.to_owned(), fault));
+    }
+
+    /// Refuses (InvalidParameter) every PutLogEvents whose body contains `needle`, whatever else it holds.
+    pub fn refuse_events_containing(&self, needle: &str) {
+        self.shared
+            .state()
+            .refused_contents
+            .push(needle.as_bytes().to_vec());
     }
 
     /// Every request seen so far, in arrival order.
@@ -339,7 +350,17 @@ fn serve(conn: TcpStream, s: &Shared) {
     let fault = if n >= MAX_REQUESTS {
         Fault::Drop
     } else {
-        s.state().decide(&service, &operation)
+        let mut st = s.state();
+        let refused = operation == "PutLogEvents"
+            && st
+                .refused_contents
+                .iter()
+                .any(|needle| memchr::memmem::find(&req.body, needle).is_some());
+        if refused {
+            Fault::InvalidParameter
+        } else {
+            st.decide(&service, &operation)
+        }
     };
     {
         let mut st = s.state();
