@@ -15,7 +15,8 @@ constraints=scripts/requirements/localstack-constraints.txt
 venv=.venv-localstack
 want=$(sed -n 's/^localstack-core==//p' "$constraints")
 stamp="$venv/.constraints.sha256"
-sum=$(sha256sum "$constraints" | cut -d' ' -f1)
+# The pins only: an edit of the header's comments needs no new venv.
+sum=$(grep -v '^#' "$constraints" | sha256sum | cut -d' ' -f1)
 
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] \
     && "$venv/bin/python" -c 'import localstack.runtime.main' 2>/dev/null; then
