@@ -3,7 +3,9 @@
 # CloudWatch-compatible endpoint (moto, from the repo's .venv), runs
 # `sshwatch run` on a temporary log, appends real sshd attack lines to it, then
 # prints what arrived there: the log events and the per-minute `SSH` metrics,
-# read back through the AWS SDK (boto3 from the same venv).
+# read back through the AWS SDK (boto3 from the same venv), and which of the
+# configured alarms those minutes would fire. moto stores alarms but does not
+# evaluate them: scripts/alarm-demo.sh shows the real evaluation and notification.
 #
 #   scripts/demo.sh [FIXTURE]    (default: an OpenSSH 9.2 auth.log with a password-guessing run)
 set -euo pipefail
@@ -93,8 +95,11 @@ daemon_pid=""
 echo "demo: sshwatch exited with status $status; its log:" >&2
 sed 's/^/  | /' "$work/sshwatch.log" >&2
 
-"$py" - <<'EOF'
-import datetime as dt, boto3
+# The alarms as `sshwatch bootstrap` would create them (every PutMetricAlarm, as JSON).
+"$bin" bootstrap --dry-run --config "$work/sshwatch.toml" >"$work/plan.json"
+
+"$py" - "$work/plan.json" <<'EOF'
+import datetime as dt, json, operator, sys, boto3
 logs = boto3.client("logs")
 cw = boto3.client("cloudwatch")
 
@@ -119,4 +124,50 @@ print("minute (UTC)      " + "  ".join(f"{n:>23}" for n in names))
 for minute in sorted(table):
     print(minute.strftime("%Y-%m-%d %H:%M  ") + "  ".join(f"{table[minute].get(n, 0):>23g}" for n in names))
 print("total             " + "  ".join(f"{sum(r.get(n, 0) for r in table.values()):>23g}" for n in names))
+
+# Which minutes would put each configured alarm in ALARM, from what was published:
+# an alarm's datapoint is its statistic over one period, and it is in ALARM after
+# a period when at least DatapointsToAlarm of the last EvaluationPeriods datapoints
+# breach; a missing datapoint breaches or not as TreatMissingData says ("missing"
+# and "ignore": it does not count). It fires (notifies) on entering ALARM.
+compare = {"GreaterThanThreshold": operator.gt, "GreaterThanOrEqualToThreshold": operator.ge,
+           "LessThanThreshold": operator.lt, "LessThanOrEqualToThreshold": operator.le}
+symbol = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">=",
+          "LessThanThreshold": "<", "LessThanOrEqualToThreshold": "<="}
+plan = json.load(open(sys.argv[1]))
+alarms = [c["parameters"] for c in plan["calls"] if c["operation"] == "PutMetricAlarm"]
+print()
+print("== Alarms (`sshwatch bootstrap --dry-run`): which published minutes would fire them ==")
+if not table:
+    print("no minute was published")
+for a in alarms if table else []:
+    period, n, m = a["Period"], a["EvaluationPeriods"], a["DatapointsToAlarm"]
+    stat, threshold, op = a["Statistic"], a["Threshold"], a["ComparisonOperator"]
+    missing = a.get("TreatMissingData", "missing")
+    first = int(min(table).timestamp()) // period * period
+    last = int(max(table).timestamp()) // period * period
+    points = cw.get_metric_statistics(Namespace=a["Namespace"], MetricName=a["MetricName"], Period=period,
+                                      Statistics=[stat], StartTime=dt.datetime.fromtimestamp(first - n * period, dt.timezone.utc),
+                                      EndTime=dt.datetime.fromtimestamp(last + period, dt.timezone.utc))["Datapoints"]
+    value = {int(p["Timestamp"].timestamp()) // period * period: p[stat] for p in points}
+    def breaches(t):
+        if t in value:
+            return compare[op](value[t], threshold)
+        return {"breaching": True, "notBreaching": False}.get(missing)
+    print(f"{a['AlarmName']}: {stat} of {a['Namespace']}/{a['MetricName']} per {period} s {symbol[op]} {threshold:g}, "
+          f"{m} of the last {n} period{'s' if n > 1 else ''}, missing data: {missing}")
+    in_alarm = [t for t in range(first, last + 1, period)
+                if sum(breaches(t - i * period) is True for i in range(n)) >= m]
+    if not in_alarm:
+        print("  would not fire for any published minute")
+    for t in range(first, last + 1, period):
+        start = dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%H:%M")
+        shown = f"{stat} {value[t]:g}" if t in value else "no datapoint"
+        if t in in_alarm:
+            print(f"  {start} ({shown}): {'stays in ALARM' if t - period in in_alarm else 'fires (enters ALARM)'}")
+        elif t - period in in_alarm:
+            print(f"  {start} ({shown}): back to OK")
+print()
+print("moto stores alarms but never evaluates them, so none of this happened here.")
+print("scripts/alarm-demo.sh runs the same alarms on LocalStack, which evaluates them, and prints the notification.")
 EOF
