@@ -142,9 +142,17 @@ poll_interval_seconds = 0.2
 
 [logs]
 log_stream_name = "{hostname}"
+# Lines of the attack reach CloudWatch within a second, so their minute closes on time.
+force_flush_interval = 1
 
 [metrics]
 grace_seconds = 1
+# The demo times its alarm checks against the minute's end: no per-host offset.
+publish_spread_seconds = 0
+# LocalStack's community runtime extracts no metrics from embedded metric format
+# events (sshwatch's default transport): publish with PutMetricData, which its
+# alarms evaluate.
+transport = "put_metric_data"
 
 [notifications]
 sns_topic_name = "ssh-alerts"

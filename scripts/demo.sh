@@ -101,7 +101,6 @@ sed 's/^/  | /' "$work/sshwatch.log" >&2
 "$py" - "$work/plan.json" <<'EOF'
 import datetime as dt, json, operator, sys, boto3
 logs = boto3.client("logs")
-cw = boto3.client("cloudwatch")
 
 events = [e for page in logs.get_paginator("filter_log_events").paginate(logGroupName="secure")
           for e in page["events"]]
@@ -110,16 +109,23 @@ for e in events:
     t = dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     print(f"{t}  {e['logStreamName']}  {e['message']}")
 
-names = sorted({m["MetricName"] for m in cw.list_metrics(Namespace="SSH")["Metrics"]})
-now = dt.datetime.now(dt.timezone.utc)
-table = {}
-for name in names:
-    points = cw.get_metric_statistics(Namespace="SSH", MetricName=name, Period=60, Statistics=["Sum"],
-                                      StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(minutes=5))
-    for p in points["Datapoints"]:
-        table.setdefault(p["Timestamp"], {})[name] = p["Sum"]
+# sshwatch's default transport: one embedded metric format (EMF) event per minute in the stream
+# `<stream>-metrics`, from which CloudWatch extracts the metrics (moto does not: the values are
+# read from the events here, as CloudWatch would take them, one datapoint per metric and event).
+table, samples = {}, {}
+for e in events:
+    if not e["logStreamName"].endswith("-metrics"):
+        continue
+    doc = json.loads(e["message"])
+    minute = dt.datetime.fromtimestamp(doc["_aws"]["Timestamp"] / 1000, dt.timezone.utc)
+    for directive in doc["_aws"]["CloudWatchMetrics"]:
+        for metric in directive["Metrics"]:
+            name = metric["Name"]
+            table.setdefault(minute, {})[name] = table.get(minute, {}).get(name, 0) + doc[name]
+            samples.setdefault(minute, {})[name] = samples.get(minute, {}).get(name, 0) + 1
+names = sorted({n for row in table.values() for n in row})
 print()
-print("== CloudWatch metrics: namespace `SSH`, Sum per minute ==")
+print("== CloudWatch metrics: namespace `SSH`, Sum per minute (from the embedded metric format events) ==")
 print("minute (UTC)      " + "  ".join(f"{n:>23}" for n in names))
 for minute in sorted(table):
     print(minute.strftime("%Y-%m-%d %H:%M  ") + "  ".join(f"{table[minute].get(n, 0):>23g}" for n in names))
@@ -146,10 +152,14 @@ for a in alarms if table else []:
     missing = a.get("TreatMissingData", "missing")
     first = int(min(table).timestamp()) // period * period
     last = int(max(table).timestamp()) // period * period
-    points = cw.get_metric_statistics(Namespace=a["Namespace"], MetricName=a["MetricName"], Period=period,
-                                      Statistics=[stat], StartTime=dt.datetime.fromtimestamp(first - n * period, dt.timezone.utc),
-                                      EndTime=dt.datetime.fromtimestamp(last + period, dt.timezone.utc))["Datapoints"]
-    value = {int(p["Timestamp"].timestamp()) // period * period: p[stat] for p in points}
+    # The alarm's statistic per period, from the minutes' datapoints.
+    value = {}
+    for minute in table:
+        if a["MetricName"] not in table[minute]:
+            continue
+        t = int(minute.timestamp()) // period * period
+        add = samples[minute][a["MetricName"]] if stat == "SampleCount" else table[minute][a["MetricName"]]
+        value[t] = value.get(t, 0) + add
     def breaches(t):
         if t in value:
             return compare[op](value[t], threshold)

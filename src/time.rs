@@ -1,7 +1,74 @@
 //! Unix time as sshwatch counts it: milliseconds for log events, seconds and minutes for metrics, all from
 //! one reading and one rule for times before the epoch (floor, never an error).
+//!
+//! [`SERVER_CLOCK`] keeps the host's clock honest: the `Date` of CloudWatch's answers says how far off the
+//! host's clock is, and when it is off by a minute or more (a host booted with a wrong clock, before NTP
+//! set it) lines and minutes are stamped with CloudWatch's time instead, so CloudWatch does not skip them
+//! as too new or too old.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
+
+/// An offset from CloudWatch's clock below this is left alone: it is network delay and the `Date`
+/// header's one-second resolution, not a wrong clock.
+const TOLERATED_SKEW_SECS: i64 = 60;
+
+/// How far the host's clock is from CloudWatch's, from the answers seen so far.
+#[derive(Debug, Default)]
+pub struct ServerClock {
+    /// CloudWatch's time minus the host's, in seconds, at the last answer.
+    offset_secs: AtomicI64,
+    /// The offset is being applied (beyond the tolerance).
+    correcting: AtomicBool,
+}
+
+/// The process's [`ServerClock`], fed by every CloudWatch answer.
+pub static SERVER_CLOCK: ServerClock = ServerClock {
+    offset_secs: AtomicI64::new(0),
+    correcting: AtomicBool::new(false),
+};
+
+impl ServerClock {
+    /// An answer dated `server_secs` came when the host's clock read `local_secs`.
+    pub fn observe(&self, server_secs: i64, local_secs: i64) {
+        let offset = server_secs.saturating_sub(local_secs);
+        self.offset_secs.store(offset, Ordering::Relaxed);
+        let correct = offset.abs() >= TOLERATED_SKEW_SECS;
+        if self.correcting.swap(correct, Ordering::Relaxed) != correct {
+            if correct {
+                warn!(
+                    offset_secs = offset,
+                    "the host's clock is {} s {} CloudWatch's: stamping lines and minutes with CloudWatch's time until the host's clock is set right",
+                    offset.abs(),
+                    if offset < 0 { "ahead of" } else { "behind" }
+                );
+            } else {
+                info!(
+                    offset_secs = offset,
+                    "the host's clock agrees with CloudWatch's again"
+                );
+            }
+        }
+    }
+
+    /// Milliseconds to add to the host's clock: 0 unless it is off by the tolerance or more.
+    pub fn correction_ms(&self) -> i64 {
+        if self.correcting.load(Ordering::Relaxed) {
+            self.offset_secs
+                .load(Ordering::Relaxed)
+                .saturating_mul(1000)
+        } else {
+            0
+        }
+    }
+
+    /// The current time (Unix seconds), corrected.
+    pub fn now_secs(&self) -> i64 {
+        secs_of_ms(now_ms().saturating_add(self.correction_ms()))
+    }
+}
 
 /// Milliseconds since the Unix epoch, negative before it (floored), saturating at the ends of `i64`.
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -62,6 +129,20 @@ mod tests {
         assert_eq!(secs_of_ms(-1), -1);
         assert_eq!(minute_of(-1), -60);
         assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_millis(2)), -2);
+    }
+
+    #[test]
+    fn a_clock_a_minute_off_or_more_is_corrected_a_few_seconds_is_not() {
+        let clock = ServerClock::default();
+        assert_eq!(clock.correction_ms(), 0);
+        clock.observe(1_000_002, 1_000_000);
+        assert_eq!(clock.correction_ms(), 0, "network delay and rounding");
+        // A host three hours ahead.
+        clock.observe(1_000_000, 1_010_800);
+        assert_eq!(clock.correction_ms(), -10_800_000);
+        assert!((clock.now_secs() - (now_secs() - 10_800)).abs() <= 1);
+        clock.observe(1_000_000, 1_000_001);
+        assert_eq!(clock.correction_ms(), 0);
     }
 
     #[test]

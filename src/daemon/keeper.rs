@@ -23,7 +23,7 @@ use crate::shutdown::{Aborted, Shutdown};
 use crate::sink::Backoff;
 use crate::sink::publish::Publisher;
 use crate::source::checkpoint::{Record, Store};
-use crate::time::now_secs;
+use crate::time::SERVER_CLOCK;
 
 /// How often the keeper looks for minutes to publish.
 const TICK: Duration = Duration::from_millis(500);
@@ -149,7 +149,7 @@ impl Keeper {
                 }
                 _ = tick.tick() => {}
             }
-            let now = now_secs();
+            let now = SERVER_CLOCK.now_secs();
             if !self.ledger.publishing() {
                 let next = if draining {
                     self.ledger.next_pending()

@@ -43,7 +43,7 @@ use crate::sink::publish::Publisher;
 use crate::source::checkpoint::{self, Store};
 use crate::source::{Position, Source, SourceKind};
 use crate::tally::Tally;
-use crate::time::now_secs;
+use crate::time::SERVER_CLOCK;
 
 /// Messages waiting for the shipper besides the one in flight. Two keep PutLogEvents busy during a burst
 /// (the next batch is ready when one is accepted) while holding at most ~2 MiB of events.
@@ -99,7 +99,7 @@ pub async fn run_with(
     let stats = Arc::new(Stats::new(metric_names));
     stats.watch_sinks(vec![logs.stats(), publisher.stats()]);
 
-    let mut ledger = Ledger::new(&loaded, rules, now_secs());
+    let mut ledger = Ledger::new(&loaded, rules, SERVER_CLOCK.now_secs());
     let kind = SourceKind::choose(&config.source, ledger.source());
     let resume = ledger.shipped_position().cloned();
     let source = Source::open(

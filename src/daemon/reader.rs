@@ -28,7 +28,7 @@ use crate::sink::{EventBatch, LogBatcher, Pace};
 use crate::source::{Line, Lines, Position, Source};
 use crate::tally::Tally;
 use crate::text::as_text;
-use crate::time::{now_secs, secs_of_ms, unix_ms};
+use crate::time::{SERVER_CLOCK, now_secs, secs_of_ms, unix_ms};
 
 /// Bytes of lines asked from the source at a time: enough to amortise the wake-up, small enough that
 /// lines are classified while the previous batch is in flight, and at most two batches' worth.
@@ -140,7 +140,7 @@ impl Reader {
                 _ = detector.tick() => self.evaluate_detector(),
                 _ = mark.tick(), if idle => {
                     // Room or not: a mark only speeds up closing a minute, the next one will do.
-                    let _ = ship.try_send(ToShipper::Mark { read_until: now_secs() });
+                    let _ = ship.try_send(ToShipper::Mark { read_until: SERVER_CLOCK.now_secs() });
                 }
                 read = read_or_track(&mut self.source, waiting) => match read {
                     Read::Changed => self.source.track(),
@@ -217,7 +217,7 @@ impl Reader {
         for line in lines {
             if read_at != Some(line.read_at) {
                 read_at = Some(line.read_at);
-                ms = unix_ms(line.read_at);
+                ms = unix_ms(line.read_at).saturating_add(SERVER_CLOCK.correction_ms());
             }
             self.push_line(&line, ms);
             self.open_end = Some(line.end);

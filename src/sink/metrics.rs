@@ -17,10 +17,10 @@ use tracing::error;
 
 use crate::counter::{Datum, MAX_VALUE};
 use crate::shutdown::{Aborted, Shutdown};
-use crate::sink::SinkStats;
 use crate::sink::retry::{
     Backoff, Failure, Retrier, Verdict, client_retry_config, client_timeout_config,
 };
+use crate::sink::{ServerDate, SinkStats};
 
 /// PutMetricData: most datums (distinct metrics) per call.
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
@@ -146,6 +146,7 @@ impl MetricsSink {
         let conf = aws_sdk_cloudwatch::config::Builder::from(sdk)
             .retry_config(client_retry_config())
             .timeout_config(client_timeout_config())
+            .interceptor(ServerDate)
             .build();
         MetricsSink {
             client: Client::from_conf(conf),
@@ -174,7 +175,7 @@ impl MetricsSink {
         minutes: &[(i64, Vec<Datum>)],
         shutdown: &Shutdown,
     ) -> Result<MetricsOutcome, Aborted> {
-        self.put_at(minutes, crate::time::now_secs(), shutdown)
+        self.put_at(minutes, crate::time::SERVER_CLOCK.now_secs(), shutdown)
             .await
     }
 

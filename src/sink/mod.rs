@@ -33,6 +33,29 @@ pub use crate::counter::Datum;
 use crate::health::Beat;
 pub use crate::shutdown::Aborted;
 
+/// Reads the `Date` of every CloudWatch answer into [`crate::time::SERVER_CLOCK`].
+#[derive(Debug)]
+pub(crate) struct ServerDate;
+
+impl aws_sdk_cloudwatchlogs::config::Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "ServerDate"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_cloudwatchlogs::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_cloudwatchlogs::config::RuntimeComponents,
+        _: &mut aws_sdk_cloudwatchlogs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_cloudwatchlogs::error::BoxError> {
+        let date = context.response().headers().get("date");
+        if let Some(date) = date.and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok()) {
+            crate::time::SERVER_CLOCK.observe(date.timestamp(), crate::time::now_secs());
+        }
+        Ok(())
+    }
+}
+
 /// The longest the flush interval grows to while CloudWatch throttles.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(120);
 

@@ -181,6 +181,29 @@ pub fn verdict(kind: FailureKind, code: Option<&str>, status: Option<u16>) -> Ve
     }
 }
 
+/// Whether the error chain says the request never left: the connection was refused, or the endpoint's
+/// address could not be reached or resolved.
+fn never_sent(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Whether `failure` is CloudWatch throttling the account (as opposed to a failure of the request).
 pub fn is_throttling(failure: &Failure) -> bool {
     failure
@@ -199,6 +222,9 @@ pub struct Failure {
     pub status: Option<u16>,
     /// The SDK's full error chain.
     pub message: String,
+    /// The request may have reached CloudWatch and taken effect although no answer says so: it was sent
+    /// (the connection was not refused) and no error answer came back.
+    pub may_have_arrived: bool,
 }
 
 impl Failure {
@@ -218,12 +244,18 @@ impl Failure {
         };
         let code = err.code().map(str::to_owned);
         let status = err.raw_response().map(|r| r.status().as_u16());
+        let may_have_arrived = match kind {
+            FailureKind::Construction | FailureKind::Service => false,
+            FailureKind::Timeout | FailureKind::Response => true,
+            FailureKind::Dispatch => !never_sent(err),
+        };
         Failure {
             verdict: verdict(kind, code.as_deref(), status),
             kind,
             code,
             status,
             message: DisplayErrorContext(err).to_string(),
+            may_have_arrived,
         }
     }
 

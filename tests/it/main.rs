@@ -8,6 +8,7 @@ mod conformance;
 mod daemon;
 mod formats;
 mod journal;
+mod lose_nothing;
 mod offline;
 mod packaging;
 mod pattern_props;

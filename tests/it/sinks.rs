@@ -305,10 +305,10 @@ async fn server_errors_and_dropped_connections_are_retried() {
     assert_eq!(read_stream(&sdk, "sinks-5xx", "s").await, want);
 }
 
-/// PutLogEvents has no idempotency key: when the answer to an accepted call is lost, the retry stores
-/// the batch again. This is the "shipped again at most once" of the delivery design, made visible.
+/// PutLogEvents has no idempotency key: when the answer to an accepted call is lost, sending the batch
+/// again would store it twice. The sink reads its stream back first and finds the batch there.
 #[tokio::test]
-async fn a_lost_answer_is_retried_and_the_batch_arrives_twice() {
+async fn a_lost_answer_is_read_back_and_the_batch_arrives_once() {
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port);
     let sdk = sdk_config_for(&proxy.endpoint).await;
@@ -326,12 +326,31 @@ async fn a_lost_answer_is_retried_and_the_batch_arrives_twice() {
         .put(&EventBatch::from(batch.clone()), &rx)
         .await
         .expect("put");
-    assert_eq!((out.calls, out.retries), (1, 1));
+    assert_eq!((out.calls, out.retries, out.accepted), (1, 1, 4));
+    assert_eq!(proxy.count_fault("PutLogEvents", Fault::LoseResponse), 1);
+    assert_eq!(
+        proxy.count_fault("PutLogEvents", Fault::Pass),
+        2,
+        "the first batch's creation retry and nothing more: the lost one was not sent again"
+    );
     let want: Vec<String> = first
         .iter()
         .chain(&batch)
-        .chain(&batch)
         .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(read_stream(&sdk, "sinks-lost", "s").await, want);
+
+    // A batch whose connection drops before CloudWatch sees it is not in the stream: sent again.
+    proxy.script("PutLogEvents", [Fault::Drop]);
+    let third = events(2, "third", t + 2000);
+    let out = sink
+        .put(&EventBatch::from(third.clone()), &rx)
+        .await
+        .expect("put");
+    assert_eq!((out.calls, out.retries), (1, 1));
+    let want: Vec<String> = want
+        .into_iter()
+        .chain(third.iter().map(|e| e.message.clone()))
         .collect();
     assert_eq!(read_stream(&sdk, "sinks-lost", "s").await, want);
 }

@@ -976,3 +976,191 @@ fn run_model(seed: u64, ops: usize) {
         m.written.len()
     );
 }
+
+/// Copytruncate while the reader is behind (CloudWatch was slow): what was not read yet is read from the
+/// copy, found by its first bytes, before the truncated file's new content.
+#[tokio::test]
+async fn copytruncate_while_behind_finishes_the_copy_first() {
+    let env = Env::new();
+    let (a, a_bytes) = numbered(0..1000, "before");
+    let (b, b_bytes) = numbered(0..3, "after");
+    let mut w = env.writer();
+    w.write_all(&a_bytes).unwrap();
+    let mut src = env.source(StartPosition::Beginning, None);
+    let first = src.poll_once(4096).unwrap().lines;
+    assert!(first.len() < a.len(), "behind");
+    fs::copy(&env.path, env.sibling("secure-20261206")).unwrap();
+    File::options()
+        .write(true)
+        .open(&env.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Noticed when it happens, without reading: the copy is kept open from here on.
+    src.track();
+    fs::remove_file(env.sibling("secure-20261206")).unwrap();
+    w.write_all(&b_bytes).unwrap();
+    let rest = read_n(&mut src, a.len() - first.len() + b.len()).await;
+    let mut got = texts(&first);
+    got.extend(texts(&rest));
+    assert_eq!(got, [&a[..], &b[..]].concat());
+    expect_quiet(&mut src).await;
+}
+
+/// Renamed away twice while the reader did not read: both generations are kept and finished in order.
+#[tokio::test]
+async fn two_renames_while_behind_lose_no_generation() {
+    let env = Env::new();
+    let (a, a_bytes) = numbered(0..50, "gen1");
+    let (b, b_bytes) = numbered(0..50, "gen2");
+    let (c, c_bytes) = numbered(0..50, "gen3");
+    env.append(&a_bytes);
+    let mut src = env.source(StartPosition::Beginning, None);
+    let first = src.poll_once(512).unwrap().lines;
+    fs::rename(&env.path, env.sibling("secure.1")).unwrap();
+    env.append(&b_bytes);
+    src.track();
+    fs::rename(env.sibling("secure.1"), env.sibling("secure.2")).unwrap();
+    fs::rename(&env.path, env.sibling("secure.1")).unwrap();
+    env.append(&c_bytes);
+    src.track();
+    let rest = read_n(&mut src, 150 - first.len()).await;
+    let mut got = texts(&first);
+    got.extend(texts(&rest));
+    assert_eq!(got, [&a[..], &b[..], &c[..]].concat());
+}
+
+/// Rotated twice while stopped (the checkpointed file is now `secure.2`): the middle generation is read
+/// too, between the checkpointed file's rest and the current file.
+#[tokio::test]
+async fn two_generations_rotated_while_stopped_are_both_finished() {
+    let env = Env::new();
+    let (a, a_bytes) = numbered(0..6, "gen1");
+    env.append(&a_bytes);
+    let mut src = env.source(StartPosition::Beginning, None);
+    let checkpoint = read_n(&mut src, 6).await[3].end.clone();
+    drop(src);
+    std::thread::sleep(Duration::from_millis(20));
+    fs::rename(&env.path, env.sibling("secure.1")).unwrap();
+    let (b, b_bytes) = numbered(0..4, "gen2");
+    env.append(&b_bytes);
+    std::thread::sleep(Duration::from_millis(20));
+    fs::rename(env.sibling("secure.1"), env.sibling("secure.2")).unwrap();
+    fs::rename(&env.path, env.sibling("secure.1")).unwrap();
+    let (c, c_bytes) = numbered(0..2, "gen3");
+    env.append(&c_bytes);
+    let mut src = env.source(StartPosition::End, Some(checkpoint));
+    let rest = read_n(&mut src, 2 + 4 + 2).await;
+    assert_eq!(texts(&rest), [&a[4..], &b[..], &c[..]].concat());
+    expect_quiet(&mut src).await;
+}
+
+/// Copytruncate while stopped: the checkpointed inode now holds other bytes; the copy, another inode with
+/// the same first bytes, is finished from the checkpoint.
+#[tokio::test]
+async fn a_copytruncate_copy_made_while_stopped_is_found_by_its_first_bytes() {
+    let env = Env::new();
+    let (a, a_bytes) = numbered(0..8, "before");
+    env.append(&a_bytes);
+    let mut src = env.source(StartPosition::Beginning, None);
+    let checkpoint = read_n(&mut src, 8).await[4].end.clone();
+    drop(src);
+    fs::copy(&env.path, env.sibling("secure.1")).unwrap();
+    File::options()
+        .write(true)
+        .open(&env.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let (b, b_bytes) = numbered(0..3, "after");
+    env.append(&b_bytes);
+    let mut src = env.source(StartPosition::End, Some(checkpoint));
+    let rest = read_n(&mut src, 3 + 3).await;
+    assert_eq!(texts(&rest), [&a[5..], &b[..]].concat());
+}
+
+/// A symlink at `file_path`: the target's directory is watched and searched for rotations.
+#[tokio::test]
+async fn a_symlinked_path_follows_the_target_through_rotation() {
+    let env = Env::new();
+    let real_dir = env.sibling("real");
+    fs::create_dir(&real_dir).unwrap();
+    let target = real_dir.join("auth.log");
+    std::os::unix::fs::symlink(&target, &env.path).unwrap();
+    let (a, a_bytes) = numbered(0..3, "one");
+    append_to(&target, &a_bytes);
+    let mut src = env.source(StartPosition::Beginning, None);
+    assert_eq!(texts(&read_n(&mut src, 3).await), a);
+    // Rotated in the target's directory; the link still names `auth.log`.
+    let (b, b_bytes) = numbered(0..2, "one-late");
+    append_to(&target, &b_bytes);
+    fs::rename(&target, real_dir.join("auth.log.1")).unwrap();
+    let (c, c_bytes) = numbered(0..2, "two");
+    append_to(&target, &c_bytes);
+    assert_eq!(texts(&read_n(&mut src, 4).await), [&b[..], &c[..]].concat());
+    let checkpoint = src.current_position().unwrap();
+    drop(src);
+    // Rotated again while stopped: found next to the target, not next to the link.
+    let (d, d_bytes) = numbered(0..2, "two-late");
+    append_to(&target, &d_bytes);
+    fs::rename(&target, real_dir.join("auth.log.0")).unwrap();
+    let (e, e_bytes) = numbered(0..1, "three");
+    append_to(&target, &e_bytes);
+    let mut src = env.source(StartPosition::End, Some(checkpoint));
+    assert_eq!(texts(&read_n(&mut src, 3).await), [&d[..], &e[..]].concat());
+}
+
+/// A FIFO at the path neither blocks nor is read; a regular file that replaces it is.
+#[tokio::test]
+async fn a_fifo_at_the_path_is_waited_out() {
+    let env = Env::new();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&env.path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut src = env.source(StartPosition::Beginning, None);
+    assert!(src.status().waiting_for_file);
+    expect_quiet(&mut src).await;
+    fs::remove_file(&env.path).unwrap();
+    env.append(b"real\n");
+    assert_eq!(texts(&read_n(&mut src, 1).await), ["real"]);
+}
+
+/// A stat of the path that fails (its directory turned into a file) does not stop reading the file
+/// already open.
+#[tokio::test]
+async fn a_failing_stat_does_not_stop_reading_the_open_file() {
+    let env = Env::new();
+    let dir = env.sibling("logs");
+    fs::create_dir(&dir).unwrap();
+    let path = dir.join("secure");
+    append_to(&path, b"one\n");
+    let config = SourceConfig {
+        file_path: path.clone(),
+        ..env.config(StartPosition::Beginning)
+    };
+    let mut src = FileSource::new(&config, None, None).unwrap();
+    assert_eq!(texts(&read_n(&mut src, 1).await), ["one"]);
+    let mut writer = OpenOptions::new().append(true).open(&path).unwrap();
+    fs::rename(&dir, env.sibling("logs.old")).unwrap();
+    fs::write(&dir, b"not a directory").unwrap();
+    writer.write_all(b"two\n").unwrap();
+    // ENOTDIR from the stat: the file is rotated away for the source, its rest still read.
+    assert_eq!(texts(&read_n(&mut src, 1).await), ["two"]);
+}
+
+/// Pieces of an over-long line are marked as going on, and a character is never cut between two.
+#[tokio::test]
+async fn over_long_line_pieces_are_marked_and_cut_between_characters() {
+    let env = Env::new();
+    let mut line = vec![b'a'; MAX_LINE_BYTES - 1];
+    line.extend_from_slice("é".repeat(10).as_bytes());
+    line.push(b'\n');
+    env.append(&line);
+    let mut src = env.source(StartPosition::Beginning, None);
+    let pieces = read_n(&mut src, 2).await;
+    assert!(pieces[0].continues && !pieces[1].continues);
+    assert_eq!(pieces[0].bytes.len(), MAX_LINE_BYTES - 1);
+    assert!(std::str::from_utf8(&pieces[1].bytes).is_ok());
+}

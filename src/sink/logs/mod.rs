@@ -36,11 +36,11 @@ pub use self::stream_name::{
 use self::wire::{BodyWriter, ReplaceBody, choose_writer, to_input};
 use crate::config::LogsConfig;
 use crate::shutdown::{Aborted, Shutdown};
-use crate::sink::batch::{EventBatch, LogBatcher, check_batch};
+use crate::sink::batch::{EventBatch, LogBatcher, MAX_BATCH_EVENTS, check_batch};
 use crate::sink::retry::{
     Backoff, Failure, Retrier, Verdict, client_retry_config, client_timeout_config, is_throttling,
 };
-use crate::sink::{Pace, SinkStats, body};
+use crate::sink::{Pace, ServerDate, SinkStats, body};
 
 /// Events refused on their own whose first bytes are logged, per batch; the rest are counted in one line.
 const REFUSALS_LOGGED: usize = 10;
@@ -171,6 +171,7 @@ impl LogsSink {
         let conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
             .retry_config(client_retry_config())
             .timeout_config(client_timeout_config())
+            .interceptor(ServerDate)
             .build();
         LogsSink {
             client: Client::from_conf(conf),
@@ -335,7 +336,7 @@ impl LogsSink {
         let what = format!("a batch of {len} log events");
         let mut retrier = Retrier::new("PutLogEvents", what, self.backoff, &self.stats, shutdown);
         let mut creations = 0u32;
-        let accepted = loop {
+        let skipped_info = loop {
             let call = self
                 .client
                 .put_log_events()
@@ -363,7 +364,7 @@ impl LogsSink {
                 }
             };
             let failure = match result {
-                Ok(accepted) => break accepted,
+                Ok(accepted) => break accepted.rejected_log_events_info().cloned(),
                 Err(e) => Failure::of(&e),
             };
             if is_throttling(&failure) {
@@ -388,7 +389,18 @@ impl LogsSink {
                         retrier.wait(&failure).await?;
                     }
                 }
-                Verdict::Retry | Verdict::RetryAfterFix => retrier.wait(&failure).await?,
+                Verdict::Retry | Verdict::RetryAfterFix => {
+                    retrier.wait(&failure).await?;
+                    if failure.may_have_arrived && self.arrived(batch, &retrier).await? {
+                        info!(
+                            group = %self.group,
+                            stream = %self.stream,
+                            events = len,
+                            "the answer to PutLogEvents was lost, but the stream ends with the batch: CloudWatch took it, it is not sent again"
+                        );
+                        break None;
+                    }
+                }
             }
         };
         self.pace.accepted();
@@ -396,7 +408,7 @@ impl LogsSink {
         outcome.calls += 1;
         outcome.accepted += len;
         self.stats.add_accepted(len, bytes);
-        if let Some(info) = accepted.rejected_log_events_info() {
+        if let Some(info) = &skipped_info {
             let mut skipped = SkippedEvents::default();
             skipped.record(info, offset, len);
             if !skipped.is_empty() {
@@ -407,6 +419,37 @@ impl LogsSink {
             }
         }
         Ok(Sent::Accepted)
+    }
+
+    /// Whether the stream already ends with `batch`, read back after a call whose answer was lost: the
+    /// stream is this host's alone and batches are sent one at a time, so a batch CloudWatch took is its
+    /// newest events. Sending it again would store it twice (PutLogEvents has no idempotency key).
+    /// `false` when the stream cannot be read: the batch is then sent again.
+    async fn arrived(&self, batch: &EventBatch, retrier: &Retrier<'_>) -> Result<bool, Aborted> {
+        let n = batch.len().min(MAX_BATCH_EVENTS);
+        let call = self
+            .client
+            .get_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(&self.stream)
+            .start_from_head(false)
+            .limit(i32::try_from(n).unwrap_or(i32::MAX))
+            .send();
+        let Ok(page) = retrier.attempt(call).await? else {
+            return Ok(false);
+        };
+        let mut stored: Vec<(i64, &str)> = page
+            .events()
+            .iter()
+            .map(|e| (e.timestamp().unwrap_or(i64::MIN), e.message().unwrap_or("")))
+            .collect();
+        if stored.len() < n {
+            return Ok(false);
+        }
+        stored.sort_unstable();
+        let mut sent: Vec<(i64, &str)> = batch.iter().skip(batch.len() - n).collect();
+        sent.sort_unstable();
+        Ok(stored[stored.len() - n..] == sent[..])
     }
 
     /// The ERROR for events CloudWatch skipped: how many, why, and the times they carried.
