@@ -201,3 +201,152 @@ pub(crate) async fn publish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::counter::{Counter, Rules, SavedMinute};
+    use crate::daemon::shipper::Accepted;
+    use crate::source::Position;
+    use crate::source::checkpoint::{self, Checkpoint, Loaded};
+
+    /// A keeper of `loaded` in `dir`, its channels, and the store's failure switch. No zeros and no
+    /// heartbeat, so only minutes with counts are published.
+    fn start(
+        dir: &std::path::Path,
+        loaded: &Loaded,
+    ) -> (
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        mpsc::Sender<ToKeeper>,
+        mpsc::Receiver<Vec<DueMinute>>,
+        mpsc::Sender<bool>,
+        Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let config = Config::from_toml_str(
+            "[metrics]\npublish_zeros = false\nheartbeat_metric = \"\"\n",
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(dir, loaded).unwrap_or_else(|e| panic!("{e:#}"));
+        let failing = Arc::clone(&store.failing);
+        let keeper = Keeper {
+            ledger: Ledger::new(loaded, Rules::from_config(&config), crate::time::now_secs()),
+            store: Some(store),
+            stats: Arc::new(Stats::new(vec![])),
+            beat: Arc::new(Beat::default()),
+            shutdown: Shutdown::new(),
+        };
+        let (to_keeper, from_shipper) = mpsc::channel(1);
+        let (publish, minutes) = mpsc::channel(1);
+        let (answer, answers) = mpsc::channel(1);
+        let task = tokio::spawn(keeper.run(from_shipper, publish, answers));
+        (task, to_keeper, minutes, answer, failing)
+    }
+
+    fn position(offset: u64) -> Position {
+        Position::Journal {
+            cursor: format!("s=test;i={offset}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_acknowledged_once_recorded_and_a_failing_write_holds_shipping() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (task, to_keeper, _minutes, _answer, failing) = start(dir.path(), &Loaded::default());
+        failing.store(true, Ordering::Relaxed);
+        let (recorded, mut done) = oneshot::channel();
+        let accepted = Accepted {
+            end: Some(position(7)),
+            counts: Counter::new(Rules::from_config(&Config::defaults()), 0),
+            recorded,
+        };
+        let sent = to_keeper.send(ToKeeper::Shipped(Box::new(accepted))).await;
+        assert!(sent.is_ok());
+        // A minute of failing writes: the shipper is not told, so it sends nothing more.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            done.try_recv().is_err(),
+            "acknowledged before it was recorded"
+        );
+        failing.store(false, Ordering::Relaxed);
+        let answered = tokio::time::timeout(Duration::from_secs(10), done).await;
+        assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
+        let loaded = checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            loaded.records.iter().any(|r| matches!(r,
+                Record::Shipped { shipped: Some(p), .. } if *p == position(7))),
+            "{:?}",
+            loaded.records
+        );
+        drop(to_keeper);
+        assert!(matches!(task.await, Ok(Ok(()))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_leaves_the_checkpoint_only_when_cloudwatch_accepted_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let an_hour_ago = crate::time::minute_of(crate::time::now_secs() - 3600);
+        let mut cp = Checkpoint::new();
+        cp.pending_minutes = vec![SavedMinute {
+            minute: an_hour_ago,
+            values: vec![("SSH".into(), "InvalidUserMetrics".into(), 3.0)],
+            lines: 3,
+        }];
+        let loaded = Loaded {
+            checkpoint: cp,
+            ..Loaded::default()
+        };
+        let (task, to_keeper, mut minutes, answer, _) = start(dir.path(), &loaded);
+        // Not accepted (a shutdown abandoned the call): handed out again.
+        let due = minutes.recv().await.unwrap_or_default();
+        assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), [an_hour_ago]);
+        assert!(answer.send(false).await.is_ok());
+        let again = minutes.recv().await.unwrap_or_default();
+        assert_eq!(again, due);
+        assert!(answer.send(true).await.is_ok());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(to_keeper);
+        assert!(matches!(task.await, Ok(Ok(()))));
+        let restarted = Ledger::new(
+            &checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}")),
+            Rules::from_config(&Config::defaults()),
+            crate::time::now_secs(),
+        );
+        assert!(restarted.snapshot().pending_minutes.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_every_pending_minute_is_published_the_open_one_too() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (task, to_keeper, mut minutes, answer, _) = start(dir.path(), &Loaded::default());
+        let now = crate::time::now_secs();
+        let mut counts = Counter::new(Rules::from_config(&Config::defaults()), now);
+        counts.add_line(now);
+        counts.add_match(now, 0, 1, Some(1.0));
+        let (recorded, done) = oneshot::channel();
+        let sent = to_keeper
+            .send(ToKeeper::Shipped(Box::new(Accepted {
+                end: Some(position(1)),
+                counts,
+                recorded,
+            })))
+            .await;
+        assert!(sent.is_ok() && done.await.is_ok());
+        drop(to_keeper);
+        let due = minutes.recv().await.unwrap_or_default();
+        assert_eq!(
+            due.iter().map(|d| d.0).collect::<Vec<_>>(),
+            [crate::time::minute_of(now)]
+        );
+        assert!(answer.send(true).await.is_ok());
+        assert!(matches!(task.await, Ok(Ok(()))));
+        let loaded = checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(loaded.checkpoint.pending_minutes.is_empty());
+        assert!(loaded.records.is_empty(), "compacted at the end");
+    }
+}

@@ -251,6 +251,9 @@ pub struct Store {
     seq: u64,
     log_bytes: u64,
     snapshot_bytes: u64,
+    /// Unit tests of the daemon make writes fail with this.
+    #[cfg(test)]
+    pub(crate) failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -289,6 +292,8 @@ impl Store {
             seq: loaded.checkpoint.seq + loaded.records.len() as u64,
             log_bytes: complete,
             snapshot_bytes,
+            #[cfg(test)]
+            failing: Default::default(),
         })
     }
 
@@ -302,6 +307,10 @@ impl Store {
     pub fn append(&mut self, records: &[Record]) -> anyhow::Result<()> {
         if records.is_empty() {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("cannot write `{}`: failing on purpose", LOG_NAME);
         }
         let mut text = Vec::new();
         for (i, record) in records.iter().enumerate() {

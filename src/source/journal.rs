@@ -583,6 +583,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_channel_holds_a_bounded_number_of_bytes_whatever_the_entries() {
+        // Ten entries of 1 MiB each, as any local user can log as `sshd`.
+        let message = "x".repeat(1 << 20);
+        let mut data = Vec::new();
+        for i in 0..10 {
+            data.extend(
+                format!(
+                    r#"{{"__CURSOR":"c{i}","__REALTIME_TIMESTAMP":"1","MESSAGE":"{message}"}}"#
+                )
+                .bytes(),
+            );
+            data.push(b'\n');
+        }
+        let (tx, mut rx) = mpsc::channel(CHANNEL_ENTRIES);
+        let budget = Arc::new(Semaphore::new(CHANNEL_BYTES));
+        let pump = tokio::spawn(async move {
+            let mut cursor = None;
+            let out = pump(std::io::Cursor::new(data), &mut cursor, &tx, &budget).await;
+            (matches!(out, Pumped::Eof), cursor)
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let waiting = rx.len();
+        assert!((1..=4).contains(&waiting), "{waiting} MiB-entries buffered");
+        let mut got = 0;
+        while let Some(entry) = rx.recv().await {
+            assert!(entry.is_ok());
+            got += 1;
+            assert!(rx.len() <= 4);
+            if got == 10 {
+                break;
+            }
+        }
+        let (eof, cursor) = pump.await.unwrap_or((false, None));
+        assert!(eof);
+        assert_eq!(cursor.as_deref(), Some("c9"));
+    }
+
+    #[tokio::test]
     async fn caps_long_lines() {
         let mut data = vec![b'x'; MAX_JSON_LINE + 10];
         data.extend_from_slice(b"\n{}\nlast");

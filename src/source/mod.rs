@@ -220,3 +220,52 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::StartPosition;
+
+    fn config(journal: Option<bool>, file_path: &str) -> SourceConfig {
+        SourceConfig {
+            file_path: PathBuf::from(file_path),
+            state_dir: PathBuf::from("/nonexistent/state"),
+            journal,
+            expand_repeated: false,
+            start_position: StartPosition::End,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_first_choice_is_kept_until_the_configuration_says_otherwise() {
+        // A state directory that followed the journal keeps doing so when the file appears, and one that
+        // followed the file keeps waiting for it when it is gone.
+        let present = config(None, "/etc/hostname");
+        let absent = config(None, "/nonexistent/secure");
+        assert_eq!(
+            SourceKind::choose(&present, Some(SourceKind::Journal)),
+            SourceKind::Journal
+        );
+        assert_eq!(
+            SourceKind::choose(&absent, Some(SourceKind::File)),
+            SourceKind::File
+        );
+        assert_eq!(SourceKind::choose(&present, None), SourceKind::File);
+        // The configuration decides when it says.
+        assert_eq!(
+            SourceKind::choose(
+                &config(Some(false), "/nonexistent/secure"),
+                Some(SourceKind::Journal)
+            ),
+            SourceKind::File
+        );
+        assert_eq!(
+            SourceKind::choose(&config(Some(true), "/etc/hostname"), Some(SourceKind::File)),
+            SourceKind::Journal
+        );
+    }
+}

@@ -56,7 +56,12 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    /// A config whose metrics go through PutMetricData (which moto stores), plus `extra` in `[metrics]`.
     pub(crate) fn new(extra: &str) -> Env {
+        Env::with_transport("put_metric_data", extra)
+    }
+
+    pub(crate) fn with_transport(transport: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("secure");
         let state = dir.path().join("state");
@@ -78,7 +83,7 @@ force_flush_interval = 0.2
 [metrics]
 grace_seconds = 1
 publish_spread_seconds = 0
-transport = "put_metric_data"
+transport = "{transport}"
 {extra}
 "#,
             log.display(),
@@ -1082,4 +1087,101 @@ async fn near_misses_of_a_format_the_patterns_cannot_fit_are_published() {
         invalid, 0.0,
         "the seed pattern matches nothing in RFC 3339 lines"
     );
+}
+
+/// `daemon::run_with` in the test's own runtime: it reads, ships and publishes, and ends when the
+/// shutdown signal stops it, publishing the open minute on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_process_until_the_shutdown_signal_stops_it() {
+    use sshwatch::health::Notifier;
+    use sshwatch::shutdown::Shutdown;
+    use sshwatch::sink::LogsSink;
+    use sshwatch::sink::logs::Host;
+    use sshwatch::sink::publish::Publisher;
+    use sshwatch::source::checkpoint;
+
+    let moto = Moto::start();
+    let env = Env::new("");
+    let lines = numbered(500);
+    env.append(&lines);
+    let config = Config::from_toml_str(&env.config_text, None).expect("config");
+    let sdk = sdk_config_for(&moto.endpoint).await;
+    let logs = LogsSink::with_stream_name(&sdk, &config.logs, STREAM.into());
+    let publisher = Publisher::new(&sdk, &config, STREAM).expect("publisher");
+    let host = Host {
+        hostname: "test-host".into(),
+        instance_id: None,
+    };
+    let loaded = checkpoint::load(&config.source.state_dir).expect("checkpoint");
+    let shutdown = Shutdown::new();
+    let daemon = tokio::spawn(sshwatch::daemon::run_with(
+        config,
+        shutdown.clone(),
+        Notifier::from_env(),
+        loaded,
+        host,
+        logs,
+        publisher,
+    ));
+    let got = wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(15)).await;
+    shutdown.stop();
+    let ended = tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("stopped within 10 s");
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+    assert_lines(&got, &lines, "every line once");
+    assert_metrics(&moto.endpoint, &env.expected(&lines), lines.len()).await;
+}
+
+/// The default transport: each minute is one embedded metric format event in the stream
+/// `<stream>-metrics`, sent with PutLogEvents; no PutMetricData at all. The events' values are the
+/// minute's sums, zeros and heartbeat included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emf_events_carry_every_minute_through_put_log_events() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port);
+    let env = Env::with_transport("emf", "");
+    let lines = crate::support::fixture_lines(FIXTURE);
+    env.append(&lines);
+    let mut daemon = env.start(&proxy.endpoint);
+    wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(15)).await;
+    assert!(daemon.terminate().success(), "{}", daemon.stderr());
+    assert_eq!(proxy.count("PutMetricData"), 0);
+
+    let client = aws_sdk_cloudwatchlogs::Client::new(&sdk_config_for(&moto.endpoint).await);
+    let page = client
+        .get_log_events()
+        .log_group_name(GROUP)
+        .log_stream_name(format!("{STREAM}-metrics"))
+        .start_from_head(true)
+        .send()
+        .await
+        .expect("the metrics stream");
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for e in page.events() {
+        let doc: serde_json::Value =
+            serde_json::from_str(e.message().unwrap_or_default()).expect("an EMF event is JSON");
+        let ts = doc["_aws"]["Timestamp"].as_i64().expect("Timestamp");
+        assert_eq!(
+            Some(ts),
+            e.timestamp(),
+            "the event is stamped with its minute"
+        );
+        assert_eq!(ts % 60_000, 0);
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .expect("directives")
+        {
+            assert_eq!(directive["Namespace"], "SSH");
+            for m in directive["Metrics"].as_array().expect("metrics") {
+                let name = m["Name"].as_str().expect("name");
+                *sums.entry(name.to_owned()).or_default() += doc[name].as_f64().expect("value");
+            }
+        }
+    }
+    let expected = env.expected(&lines);
+    for (name, want) in &expected {
+        assert_eq!(sums.get(name), Some(want), "{name}: {sums:?}");
+    }
+    assert_eq!(sums.get(HEARTBEAT), Some(&(lines.len() as f64)));
 }

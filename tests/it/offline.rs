@@ -476,3 +476,29 @@ fn bulk_counting_agrees_with_the_plain_evaluator_on_tricky_lines() {
         "every filter exercised: {want:?}"
     );
 }
+
+#[test]
+fn a_config_file_others_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sshwatch.toml");
+    std::fs::write(&config, "").expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = crate::support::bin()
+        .args(["classify", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("writable by group or others"), "{stderr}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = crate::support::bin()
+        .args(["classify", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("writable"));
+}
