@@ -5,9 +5,11 @@
 //!
 //! - `run` is for the instance role of every host running the daemon: ship
 //!   lines to the configured log group (creating the group or stream when it
-//!   is missing, as the daemon does on `ResourceNotFoundException`), and
-//!   `PutMetricData` restricted by the `cloudwatch:namespace` condition to the
-//!   namespaces the config publishes to.
+//!   is missing, as the daemon does on `ResourceNotFoundException`, and reading
+//!   its own stream back after a call whose answer was lost), and, with
+//!   `metrics.transport = "put_metric_data"`, `PutMetricData` restricted by the
+//!   `cloudwatch:namespace` condition to the namespaces the config publishes
+//!   to. With `emf` the metrics travel in log events: no CloudWatch permission.
 //! - `bootstrap` is for whoever sets the account up once (`sshwatch bootstrap`,
 //!   and `sshwatch verify`, whose `TestMetricFilter` cannot be scoped): the log
 //!   group, its retention, the configured alarms by name, the dashboard and the
@@ -23,7 +25,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, Notifications};
+use crate::config::{Config, MetricsTransport, Notifications};
 
 /// Prints both policies as JSON.
 pub fn print(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -111,20 +113,23 @@ fn run_policy(config: &Config) -> Value {
         .collect();
     namespaces.sort_unstable();
     namespaces.dedup();
-    let mut put_metrics = allow("PublishMetrics", &["cloudwatch:PutMetricData"], json!("*"));
-    put_metrics["Condition"] = json!({ "StringEquals": { "cloudwatch:namespace": namespaces } });
-    policy(vec![
-        allow(
-            "ShipLogLines",
-            &[
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:PutLogEvents",
-            ],
-            json!(arns.log_group(&config.logs.log_group_name)),
-        ),
-        put_metrics,
-    ])
+    let mut statements = vec![allow(
+        "ShipLogLines",
+        &[
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "logs:GetLogEvents",
+        ],
+        json!(arns.log_group(&config.logs.log_group_name)),
+    )];
+    if config.metrics.transport == MetricsTransport::PutMetricData {
+        let mut put_metrics = allow("PublishMetrics", &["cloudwatch:PutMetricData"], json!("*"));
+        put_metrics["Condition"] =
+            json!({ "StringEquals": { "cloudwatch:namespace": namespaces } });
+        statements.push(put_metrics);
+    }
+    policy(statements)
 }
 
 fn bootstrap_policy(config: &Config) -> Value {
@@ -206,9 +211,18 @@ mod tests {
     }
 
     #[test]
+    fn with_emf_the_run_policy_has_no_cloudwatch_permission() {
+        let c = Config::from_toml_str("", None).expect("valid");
+        let run = &super::policies(&c)["run"]["Statement"];
+        assert_eq!(run.as_array().map(Vec::len), Some(1));
+        assert!(!run.to_string().contains("cloudwatch:"));
+        assert!(run[0]["Action"].to_string().contains("logs:GetLogEvents"));
+    }
+
+    #[test]
     fn run_policy_is_scoped_to_the_group_and_namespaces() {
         let c = Config::from_toml_str(
-            "[aws]\nregion = \"eu-west-1\"\n[logs]\nlog_group_name = \"/ssh/auth\"\n[metrics]\nnamespace = \"Ops\"\n",
+            "[aws]\nregion = \"eu-west-1\"\n[logs]\nlog_group_name = \"/ssh/auth\"\n[metrics]\nnamespace = \"Ops\"\ntransport = \"put_metric_data\"\n",
             None,
         )
         .expect("valid");

@@ -160,8 +160,15 @@ async fn log_group(
         String::new()
     } else {
         warn!(log_group = %name, existing = %have_class, configured = %class, "log group class differs and cannot be changed");
+        let emf = if d.config.metrics.transport == crate::config::MetricsTransport::Emf
+            && have_class != LogGroupClass::Standard.as_str()
+        {
+            "; with `metrics.transport = \"emf\"` CloudWatch extracts no metrics from this group, so the alarms would never see data"
+        } else {
+            ""
+        };
         format!(
-            "WARNING: its log_group_class is {have_class}, the config says {class}; a log group's class is fixed at creation, so this was not changed (delete the group and run bootstrap again to change it)"
+            "WARNING: its log_group_class is {have_class}, the config says {class}; a log group's class is fixed at creation, so this was not changed (delete the group and run bootstrap again to change it){emf}"
         )
     };
     let outcome = if changes.is_empty() {

@@ -611,7 +611,9 @@ fn iam_policy_prints_scoped_run_and_bootstrap_policies() {
     let config = write_config(
         dir.path(),
         "sshwatch.toml",
-        &format!("[aws]\nregion = \"eu-west-1\"\n[metrics]\nnamespace = \"SSHWatch\"\n{BASE}"),
+        &format!(
+            "[aws]\nregion = \"eu-west-1\"\n[metrics]\nnamespace = \"SSHWatch\"\ntransport = \"put_metric_data\"\n{BASE}"
+        ),
     );
     let out = crate::support::sshwatch("http://127.0.0.1:9")
         .args(["iam-policy", "--config"])
@@ -668,6 +670,7 @@ fn iam_policy_prints_scoped_run_and_bootstrap_policies() {
             "logs:CreateLogGroup",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
+            "logs:GetLogEvents",
             "cloudwatch:PutMetricData"
         ]
     );
