@@ -94,7 +94,10 @@ pub async fn run_with(
     let watchdog = crate::health::watchdog_interval();
     let state_dir = config.source.state_dir.clone();
     let mut rules = Rules::from_config(&config);
-    rules.publish_offset_secs = publish_offset(&host.stable_id(), config.metrics.publish_spread);
+    // The host's identity, with its stream: distinct per daemon even where hosts share a machine id (an
+    // image cloned without a new one, a simulated fleet on one machine).
+    let identity = format!("{}/{}", host.stable_id(), logs.stream());
+    rules.publish_offset_secs = publish_offset(&identity, config.metrics.publish_spread);
     let metric_names = rules.targets.iter().map(|t| t.name.clone()).collect();
     let stats = Arc::new(Stats::new(metric_names));
     stats.watch_sinks(vec![logs.stats(), publisher.stats()]);
