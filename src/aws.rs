@@ -8,7 +8,7 @@ use crate::config::AwsConfig;
 /// Loads the SDK configuration: region from `[aws] region` when set, everything
 /// else (credentials, endpoint via `AWS_ENDPOINT_URL`, retries via
 /// `AWS_MAX_ATTEMPTS`/`AWS_RETRY_MODE`, IMDS) from the SDK's standard chain.
-pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
+pub(crate) async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,

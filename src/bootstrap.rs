@@ -27,11 +27,9 @@ use std::io::Write;
 
 use crate::config::{Alarm, Config, ConfigError, LogGroupClass, Notifications};
 
-pub use self::dashboard::body as dashboard_body;
-
 /// What the config asks to exist in AWS.
 #[derive(Debug, Clone)]
-pub struct Desired<'a> {
+pub(crate) struct Desired<'a> {
     pub config: &'a Config,
     pub log_group_name: &'a str,
     /// `None` = never expire (no retention policy).
@@ -48,7 +46,7 @@ pub struct Desired<'a> {
 impl<'a> Desired<'a> {
     /// The desired state; fails (before any call) when the heartbeat alarm's
     /// name collides with a configured alarm.
-    pub fn from_config(config: &'a Config) -> Result<Desired<'a>, ConfigError> {
+    pub(crate) fn from_config(config: &'a Config) -> Result<Desired<'a>, ConfigError> {
         let mut alarms = config.alarms.clone();
         if let Some(hb) = config.heartbeat.to_alarm(&config.metrics) {
             if alarms.iter().any(|a| a.alarm_name == hb.alarm_name) {
@@ -80,7 +78,7 @@ impl<'a> Desired<'a> {
 }
 
 /// Creates or updates every configured resource (or prints the plan when `dry_run`).
-pub async fn run(config: &Config, dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) async fn run(config: &Config, dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let desired = Desired::from_config(config)?;
     if dry_run {
         let plan = plan::plan(&desired, plan::region_without_calls(config).as_deref());

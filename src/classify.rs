@@ -91,12 +91,96 @@ impl Literal {
     }
 }
 
+/// The literal words the filters require (each once, at most [`MAX_LITERALS`]: a word past that is not
+/// used), and per filter the bits of its words. The classifier's prefilter: a line without all of a
+/// filter's words cannot match it. The detector's near-miss test: a line with all of them that does not
+/// match is a near miss.
+#[derive(Debug, Clone)]
+pub struct LiteralSet {
+    words: Vec<String>,
+    /// Per filter (in order), the bits of its words in `words`.
+    masks: Vec<u64>,
+    /// Searches every word at once (`None` when there is none).
+    automaton: Option<AhoCorasick>,
+}
+
+impl LiteralSet {
+    pub fn new(filters: &[MetricFilter]) -> LiteralSet {
+        let mut words: Vec<String> = Vec::new();
+        let mut masks = Vec::with_capacity(filters.len());
+        for f in filters {
+            let mut mask = 0u64;
+            for lit in f.filter_pattern.required_literals() {
+                if lit.is_empty() {
+                    continue;
+                }
+                let idx = match words.iter().position(|w| *w == lit) {
+                    Some(i) => i,
+                    None if words.len() < MAX_LITERALS => {
+                        words.push(lit);
+                        words.len() - 1
+                    }
+                    // Out of bits: this literal is simply not used.
+                    None => continue,
+                };
+                mask |= 1 << idx;
+            }
+            masks.push(mask);
+        }
+        // A DFA costs a little memory at start-up (a handful of short words) and is the fastest search
+        // kind for a per-line scan.
+        let automaton = (!words.is_empty())
+            .then(|| {
+                AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(&words)
+                    .ok()
+            })
+            .flatten();
+        LiteralSet {
+            words,
+            masks,
+            automaton,
+        }
+    }
+
+    /// The bits of filter `i`'s words (0: none, or an unknown filter).
+    pub fn mask(&self, i: usize) -> u64 {
+        self.masks.get(i).copied().unwrap_or(0)
+    }
+
+    /// The words of `mask`, in order.
+    pub fn words_of(&self, mask: u64) -> Vec<String> {
+        self.words
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, w)| w.clone())
+            .collect()
+    }
+
+    /// Whether there is any word to look for.
+    pub fn is_empty(&self) -> bool {
+        self.automaton.is_none()
+    }
+
+    /// Which words `line` contains, as bits.
+    pub fn hits(&self, line: &[u8]) -> u64 {
+        let Some(ac) = &self.automaton else { return 0 };
+        let mut hits = 0u64;
+        for m in ac.find_overlapping_iter(line) {
+            hits |= 1 << m.pattern().as_usize();
+        }
+        hits
+    }
+}
+
 /// The compiled classifier for one set of metric filters.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     filters: Vec<Compiled>,
-    /// Searches every literal of every filter at once (`None` when no filter has one).
-    literals: Option<AhoCorasick>,
+    /// The literal words of every filter, searched at once.
+    literals: LiteralSet,
     /// One substring searcher per literal word (same indices as the bits).
     finders: Vec<memmem::Finder<'static>>,
     /// True when every filter has a prefilter, so a line without any literal matches nothing.
@@ -135,26 +219,10 @@ impl Scratch {
 impl Classifier {
     /// Compiles `filters` (in order: match callbacks use their index).
     pub fn new(filters: &[MetricFilter]) -> Classifier {
-        let mut words: Vec<String> = Vec::new();
+        let literal_set = LiteralSet::new(filters);
         let mut compiled = Vec::with_capacity(filters.len());
         let mut exact = Vec::with_capacity(filters.len());
         for (index, f) in filters.iter().enumerate() {
-            let mut mask = 0u64;
-            for lit in f.filter_pattern.required_literals() {
-                if lit.is_empty() {
-                    continue;
-                }
-                let idx = match words.iter().position(|w| *w == lit) {
-                    Some(i) => i,
-                    None if words.len() < MAX_LITERALS => {
-                        words.push(lit);
-                        words.len() - 1
-                    }
-                    // Out of bits: this literal is simply not used as a prefilter.
-                    None => continue,
-                };
-                mask |= 1 << idx;
-            }
             let fields_needed = f
                 .filter_pattern
                 .delimited()
@@ -178,22 +246,13 @@ impl Classifier {
             }
             compiled.push(Compiled {
                 pattern: f.filter_pattern.clone(),
-                literal_mask: mask,
+                literal_mask: literal_set.mask(index),
                 fields_needed,
                 value: f.metric_value.clone(),
             });
         }
-        let literals = if words.is_empty() {
-            None
-        } else {
-            // A DFA costs a little memory at start-up (a handful of short
-            // words) and is the fastest search kind for a per-line scan.
-            AhoCorasick::builder()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(&words)
-                .ok()
-        };
-        let all_gated = literals.is_some() && compiled.iter().all(|c| c.literal_mask != 0);
+        let literals = literal_set.automaton.is_some();
+        let all_gated = literals && compiled.iter().all(|c| c.literal_mask != 0);
         let leading = compiled
             .iter()
             .try_fold(0usize, |most, c| match (c.fields_needed, &c.value) {
@@ -208,11 +267,12 @@ impl Classifier {
         }
         Classifier {
             filters: compiled,
-            literals,
-            finders: words
+            finders: literal_set
+                .words
                 .iter()
                 .map(|w| memmem::Finder::new(w.as_bytes()).into_owned())
                 .collect(),
+            literals: literal_set,
             all_gated,
             leading,
             exact,
@@ -229,14 +289,14 @@ impl Classifier {
         self.filters.is_empty()
     }
 
+    /// The literal words of the filters, shared with the silent-miss detector.
+    pub fn literals(&self) -> &LiteralSet {
+        &self.literals
+    }
+
     /// Which literals `line` contains, as a bit mask.
     fn literal_hits(&self, line: &[u8]) -> u64 {
-        let Some(ac) = &self.literals else { return 0 };
-        let mut hits = 0u64;
-        for m in ac.find_overlapping_iter(line) {
-            hits |= 1 << m.pattern().as_usize();
-        }
-        hits
+        self.literals.hits(line)
     }
 
     /// Classifies one line (without its terminator; invalid UTF-8 is decoded
@@ -438,7 +498,7 @@ impl Classifier {
         }
         let newlines = memchr::memchr_iter(b'\n', buf).count() as u64;
         let lines = newlines + u64::from(buf.last() != Some(&b'\n'));
-        match (&self.literals, self.all_gated) {
+        match (&self.literals.automaton, self.all_gated) {
             (Some(ac), true) => {
                 // Lines are visited in order; `next_line` is where the next unvisited line starts.
                 let mut next_line = 0usize;

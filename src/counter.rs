@@ -7,8 +7,9 @@
 //! What a minute publishes ([`Rules::datums`]), per metric of every filter (metrics shared by several
 //! filters are one metric):
 //! - the sum of its matches' values, when it matched;
-//! - else its `default_value`, when the minute had lines (R-MET-3: the value for "logs ingested but
-//!   nothing matched"; a minute without lines gets nothing from `default_value`);
+//! - else its `default_value`, when the minute had lines (CloudWatch's metric filters report the default
+//!   value for a period in which logs were ingested but nothing matched, `docs/filter-patterns.md`
+//!   R-MET-3; a minute without lines gets nothing from `default_value`);
 //! - else `0` when `publish_zeros` is on (alarms see data every minute), else nothing;
 //! - plus the heartbeat `(metrics.namespace, heartbeat_metric, lines read)`, when configured.
 //!
@@ -383,7 +384,9 @@ impl Counter {
                 // sums) rather than leave the heartbeat silent until the clock catches up.
                 warn!(
                     handed_out_until = self.watermark,
-                    now, "the clock stepped back; publishing idle minutes from now on"
+                    now,
+                    "the clock stepped back by {} s; the idle minutes (zeros, heartbeat) from now on are published again",
+                    self.watermark - last_closed - 60
                 );
                 self.watermark = last_closed.saturating_add(60);
             }
@@ -393,7 +396,10 @@ impl Counter {
                 warn!(
                     from = self.watermark,
                     to = from,
-                    "skipping the zeros and heartbeats of a gap longer than `max_backlog_minutes`"
+                    "skipping the zeros and heartbeats of the minutes from {} to {}: a gap longer than `max_backlog_minutes`; publishing from {} on",
+                    crate::time::rfc3339_secs(self.watermark),
+                    crate::time::rfc3339_secs(from),
+                    crate::time::rfc3339_secs(from)
                 );
                 self.watermark = from;
             }
@@ -488,7 +494,9 @@ impl Counter {
                 lines = c.lines,
                 datums = ?datums,
                 max_backlog_minutes = self.rules.max_backlog_minutes,
-                "dropping the counts of an unpublished minute: it is more than `max_backlog_minutes` older than the newest one"
+                "dropping the counts of minute {} ({} lines, {datums:?}): unpublished and more than `max_backlog_minutes` older than the newest minute, so they are lost",
+                crate::time::rfc3339_secs(minute),
+                c.lines
             );
         }
     }

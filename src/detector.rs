@@ -8,34 +8,24 @@
 //! shows it in the sd_notify STATUS, and publishes the minute's near-miss count as
 //! [`FILTER_NEAR_MISSES_METRIC`].
 //!
-//! Pure: time comes in as unix seconds, lines as bytes. [`startup_check`] is the one exception: it
-//! reads the tail of the followed file once at start-up.
+//! Pure: time comes in as unix seconds, lines as bytes; the start-up check is handed the log's last
+//! lines.
 //!
 //! Nothing here changes what a pattern matches: the detector only watches.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{Read as _, Seek as _, SeekFrom};
-use std::path::Path;
 use std::time::Duration;
 
-use aho_corasick::AhoCorasick;
-
-use crate::classify::{Classifier, Scratch};
+use crate::classify::{Classifier, LiteralSet, Scratch};
 use crate::config::{Config, DetectorConfig, MetricFilter};
-use crate::format::{Fit, FormatReport, LineFormat, expected_envelope, pattern_fit};
+use crate::format::{Fit, FormatReport, LineFormat, pattern_fit};
 
 /// Name of the per-minute near-miss metric (in `[metrics] namespace`).
 pub const FILTER_NEAR_MISSES_METRIC: &str = "FilterNearMisses";
 
-/// How much of the end of the file [`startup_check`] reads.
-pub const TAIL_BYTES: u64 = 64 * 1024;
-
 /// Longest example line kept (bytes); an attacker-controlled line must not bloat logs or STATUS.
 const EXAMPLE_MAX: usize = 300;
-
-/// Most distinct literal words tracked (bits of a `u64`).
-const MAX_LITERALS: usize = 64;
 
 /// Per filter, per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +88,8 @@ impl fmt::Display for SilentFilter {
 #[derive(Debug, Clone)]
 pub struct Detector {
     filters: Vec<Watched>,
-    literals: Option<AhoCorasick>,
+    /// The filters' literal words (`None` when disabled or when no filter has one).
+    literals: Option<LiteralSet>,
     window: Duration,
     /// First observation (unix seconds): no verdict before a whole window was watched.
     started: Option<i64>,
@@ -107,44 +98,36 @@ pub struct Detector {
 impl Detector {
     /// Watches `filters` (same order as the classifier's). A disabled detector watches nothing.
     pub fn new(filters: &[MetricFilter], config: &DetectorConfig) -> Detector {
-        let mut words: Vec<String> = Vec::new();
-        let mut watched = Vec::new();
-        for f in filters {
-            let mut mask = 0u64;
-            let mut literals = Vec::new();
-            if config.enabled {
-                for lit in f.filter_pattern.required_literals() {
-                    if lit.is_empty() {
-                        continue;
-                    }
-                    let idx = match words.iter().position(|w| *w == lit) {
-                        Some(i) => i,
-                        None if words.len() < MAX_LITERALS => {
-                            words.push(lit.clone());
-                            words.len() - 1
-                        }
-                        None => continue,
-                    };
-                    mask |= 1 << idx;
-                    literals.push(lit);
+        Detector::with_literals(filters, config, LiteralSet::new(filters))
+    }
+
+    /// [`Detector::new`] with the classifier's literal words (`Classifier::literals` of the same
+    /// filters), so they are gathered and compiled once.
+    pub fn with_literals(
+        filters: &[MetricFilter],
+        config: &DetectorConfig,
+        literals: LiteralSet,
+    ) -> Detector {
+        let literals = (config.enabled && !literals.is_empty()).then_some(literals);
+        let watched = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mask = literals.as_ref().map_or(0, |l| l.mask(i));
+                Watched {
+                    name: f.filter_name.clone(),
+                    mask,
+                    literals: literals
+                        .as_ref()
+                        .map_or_else(Vec::new, |l| l.words_of(mask)),
+                    buckets: VecDeque::new(),
+                    example: None,
+                    formats: FormatReport::default(),
+                    last_warned: None,
+                    silent: false,
                 }
-            }
-            watched.push(Watched {
-                name: f.filter_name.clone(),
-                mask,
-                literals,
-                buckets: VecDeque::new(),
-                example: None,
-                formats: FormatReport::default(),
-                last_warned: None,
-                silent: false,
-            });
-        }
-        let literals = if words.is_empty() {
-            None
-        } else {
-            AhoCorasick::new(&words).ok()
-        };
+            })
+            .collect();
         Detector {
             filters: watched,
             literals,
@@ -162,11 +145,10 @@ impl Detector {
     /// matched and when it was read (unix seconds). Returns how many filters it is a near-miss of:
     /// the amount to add to the minute's [`FILTER_NEAR_MISSES_METRIC`].
     pub fn observe(&mut self, line: &[u8], matched: &[usize], at: i64) -> u64 {
-        let Some(ac) = &self.literals else { return 0 };
-        let mut hits = 0u64;
-        for m in ac.find_overlapping_iter(line) {
-            hits |= 1 << m.pattern().as_usize();
-        }
+        let Some(literals) = &self.literals else {
+            return 0;
+        };
+        let hits = literals.hits(line);
         // A candidate carries every literal word of its filter (`mask`: bits of `hits`).
         self.record(line, matched, at, |_, mask| hits & mask == mask)
     }
@@ -331,9 +313,14 @@ fn example_text(line: &[u8]) -> String {
 }
 
 /// Start-up check: the warnings to log (at WARN) before following the log, one per filter that
-/// cannot fit the log's format. Reads the last [`TAIL_BYTES`] of `[source] file_path`; for the
-/// journal source, checks the filters against the rendered traditional lines it produces.
-pub fn startup_check(config: &Config, kind: crate::source::SourceKind) -> Vec<String> {
+/// cannot fit the log's format, judged on `sample` (the last lines of `[source] file_path`, as
+/// [`crate::source::tail::sample`] reads them); for the journal, the filters are checked against the
+/// traditional lines it is rendered as.
+pub fn startup_check(
+    config: &Config,
+    kind: crate::source::SourceKind,
+    sample: &std::io::Result<Vec<String>>,
+) -> Vec<String> {
     if !config.detector.enabled {
         return Vec::new();
     }
@@ -345,7 +332,7 @@ pub fn startup_check(config: &Config, kind: crate::source::SourceKind) -> Vec<St
         );
     }
     let path = &config.source.file_path;
-    match read_tail(path, TAIL_BYTES) {
+    match sample {
         Ok(lines) => {
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             check_sample(config, &refs, &format!("`{}`", path.display()))
@@ -353,32 +340,10 @@ pub fn startup_check(config: &Config, kind: crate::source::SourceKind) -> Vec<St
         // A missing file is the source's business (it waits for it); nothing to judge yet.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => vec![format!(
-            "cannot read the tail of `{}` to check its format: {e}",
+            "cannot read the tail of `{}` to check its format ({e}); the filters are not checked against it",
             path.display()
         )],
     }
-}
-
-/// The complete lines in the last `max` bytes of `path` (decoded lossily; a first partial line dropped).
-pub fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<String>> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(max);
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::with_capacity((len - start) as usize);
-    file.take(max).read_to_end(&mut buf)?;
-    let mut body: &[u8] = &buf;
-    if start > 0 {
-        body = match memchr::memchr(b'\n', body) {
-            Some(i) => &body[i + 1..],
-            None => &[],
-        };
-    }
-    Ok(body
-        .split(|&b| b == b'\n')
-        .map(|l| String::from_utf8_lossy(crate::text::strip_cr(l)).into_owned())
-        .filter(|l| !l.is_empty())
-        .collect())
 }
 
 /// Checks the filters of `config` against sample lines: a filter whose words appear in the sample
@@ -470,11 +435,6 @@ pub fn check_shapes(filters: &[MetricFilter], format: LineFormat, what: &str) ->
             _ => None,
         })
         .collect()
-}
-
-/// The envelope field count a pattern assumes, for messages ([`expected_envelope`]).
-pub fn pattern_envelope(filter: &MetricFilter) -> Option<usize> {
-    expected_envelope(&filter.filter_pattern)
 }
 
 #[cfg(test)]

@@ -159,11 +159,6 @@ pub fn month_number(name: &str) -> Option<u32> {
     MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
 }
 
-/// The three-letter English name of month 1..=12.
-pub fn month_name(month: u32) -> &'static str {
-    MONTHS[(month.clamp(1, 12) - 1) as usize]
-}
-
 fn digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
         return None;
@@ -524,56 +519,7 @@ pub enum Fit {
 /// condition (`[Mon, day, timestamp, ip, id, status = Invalid, ...]` → 5). `None` when the pattern is
 /// not space-delimited, has no condition, or an ellipsis comes before the first condition.
 pub fn expected_envelope(pattern: &FilterPattern) -> Option<usize> {
-    let text = pattern.text().trim();
-    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
-    for (i, entry) in split_entries(inner).iter().enumerate() {
-        let e = entry.trim();
-        if e == "..." {
-            return None;
-        }
-        if has_condition(e) {
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// Splits the inside of `[…]` at top-level commas (not inside quotes or `%regex%`).
-fn split_entries(inner: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quote, mut regex, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in inner.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quote => escaped = true,
-            '"' if !regex => quote = !quote,
-            '%' if !quote => regex = !regex,
-            ',' if !quote && !regex => {
-                out.push(&inner[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&inner[start..]);
-    out
-}
-
-/// Whether an entry has a comparison outside quotes.
-fn has_condition(entry: &str) -> bool {
-    let mut quote = false;
-    for c in entry.chars() {
-        match c {
-            '"' => quote = !quote,
-            '=' | '<' | '>' | '!' if !quote => return true,
-            _ => {}
-        }
-    }
-    false
+    pattern.delimited()?.first_condition()
 }
 
 /// Whether `pattern` can fit lines of `format`, from the shapes alone. [`crate::detector`] adds the
@@ -657,6 +603,20 @@ mod tests {
             assert_eq!(env.tag, tag, "{line}");
             assert_eq!(env.message(line), message, "{line}");
         }
+    }
+
+    #[test]
+    fn the_envelope_a_pattern_assumes_comes_from_its_parsed_entries() {
+        let envelope = |p: &str| expected_envelope(&FilterPattern::parse(p).expect(p));
+        assert_eq!(
+            envelope("[Mon, day, timestamp, ip, id, status = Invalid, ...]"),
+            Some(5)
+        );
+        assert_eq!(envelope(r#"[a, b = "x, y = z", c]"#), Some(1));
+        assert_eq!(envelope("[a, b = %x,y%, c]"), Some(1));
+        assert_eq!(envelope("[..., status = Invalid]"), None);
+        assert_eq!(envelope("[a, b]"), None);
+        assert_eq!(envelope("Invalid user"), None);
     }
 
     #[test]

@@ -28,14 +28,14 @@ use serde_json::{Value, json};
 use crate::config::{Config, MetricsTransport, Notifications};
 
 /// Prints both policies as JSON.
-pub fn print(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn print(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &policies(config))?;
     writeln!(out)?;
     Ok(())
 }
 
 /// `{"run": POLICY, "bootstrap": POLICY}` for `config`.
-pub fn policies(config: &Config) -> Value {
+pub(crate) fn policies(config: &Config) -> Value {
     json!({ "run": run_policy(config), "bootstrap": bootstrap_policy(config) })
 }
 

@@ -20,7 +20,7 @@ use crate::config::{Config, default_metric_filters};
 use crate::format::{FormatReport, LineFormat};
 
 /// How much of the end of the sample file is read.
-pub const SAMPLE_BYTES: u64 = 4 << 20;
+pub(crate) const SAMPLE_BYTES: u64 = 4 << 20;
 
 /// How many journal entries a journal sample takes.
 const JOURNAL_SAMPLE_ENTRIES: usize = 5000;
@@ -30,7 +30,7 @@ const DEFAULT_SAMPLES: [&str; 2] = ["/var/log/secure", "/var/log/auth.log"];
 
 /// Where the sample came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A log file, to be followed as it is.
     File(PathBuf),
     /// A `journalctl -o json` export (rendered like the journal source does).
@@ -41,7 +41,7 @@ pub enum Origin {
 
 /// The sample lines, as the daemon would see them.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub origin: Origin,
     pub lines: Vec<String>,
     /// Formats of the lines as read (before any journal rendering).
@@ -50,7 +50,7 @@ pub struct Sample {
 
 /// What `init` decided.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub origin: Origin,
     /// The format the filters are written for (`None` for an empty sample).
     pub format: Option<LineFormat>,
@@ -103,7 +103,7 @@ fn envelope_names(fields: usize) -> Vec<&'static str> {
 }
 
 /// The three `(name, pattern, metric)` for a format.
-pub fn filters_for(format: LineFormat) -> Vec<(String, String, String)> {
+pub(crate) fn filters_for(format: LineFormat) -> Vec<(String, String, String)> {
     let fields = format.envelope_fields().unwrap_or(5);
     FILTER_TAILS
         .iter()
@@ -133,7 +133,7 @@ pub fn filters_for(format: LineFormat) -> Vec<(String, String, String)> {
 }
 
 /// Reads the sample.
-pub fn load_sample(from: Option<&Path>) -> anyhow::Result<Sample> {
+pub(crate) fn load_sample(from: Option<&Path>) -> anyhow::Result<Sample> {
     let path = match from {
         Some(p) => p.to_path_buf(),
         None => match DEFAULT_SAMPLES.iter().map(Path::new).find(|p| p.exists()) {
@@ -145,7 +145,7 @@ pub fn load_sample(from: Option<&Path>) -> anyhow::Result<Sample> {
             ),
         },
     };
-    let lines = crate::detector::read_tail(&path, SAMPLE_BYTES)
+    let lines = crate::source::tail::sample(&path, SAMPLE_BYTES)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
     let report = FormatReport::of_lines(lines.iter().map(String::as_str));
     if report.dominant() == Some(LineFormat::JournalJson) {
@@ -203,7 +203,7 @@ fn journal_sample() -> anyhow::Result<Sample> {
 }
 
 /// Decides the config for a sample.
-pub fn plan(sample: &Sample) -> Plan {
+pub(crate) fn plan(sample: &Sample) -> Plan {
     let journal = matches!(sample.origin, Origin::Journal | Origin::JournalExport(_));
     // Journal entries are rendered as traditional lines, whatever the export looked like.
     let format = if journal {
@@ -284,7 +284,7 @@ fn count_text(v: f64) -> String {
 }
 
 /// The annotated configuration file.
-pub fn render(plan: &Plan) -> String {
+pub(crate) fn render(plan: &Plan) -> String {
     let mut t = String::new();
     let origin = match &plan.origin {
         Origin::File(p) => format!("`{}`", p.display()),
@@ -384,7 +384,7 @@ fn is_journal_rendering(f: LineFormat) -> bool {
 }
 
 /// Writes the detected config to `args.output` (`-` = `out`).
-pub fn run(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn run(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let sample = load_sample(args.from.as_deref())?;
     let plan = plan(&sample);
     let text = render(&plan);

@@ -10,7 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 ///
 /// journald is chosen when stderr is already connected to it (systemd sets
 /// `JOURNAL_STREAM`), so `journalctl -u sshwatch` shows structured fields.
-pub fn init(level: &str) {
+pub(crate) fn init(level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     if under_journald && let Ok(journald) = tracing_journald::layer() {

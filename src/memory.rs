@@ -15,7 +15,7 @@
 /// shipped line than the script without it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn use_one_arena() {
+pub(crate) fn use_one_arena() {
     // SAFETY: mallopt takes two integers and only changes a setting of glibc's allocator; the call is
     // made once, on the main thread, before any other thread exists.
     unsafe {
@@ -31,7 +31,7 @@ pub fn use_one_arena() {}
 /// allocator.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim takes no pointers and only walks glibc's own free lists under the arena locks;
     // it is safe to call from any thread at any time.
     unsafe {
@@ -46,13 +46,13 @@ pub fn release_free_memory() {}
 /// Decides, once per health tick, whether to release memory: when the pipeline has nothing pending and
 /// moved since the last release (at most once per tick, so a steady trickle costs one cheap call per tick).
 #[derive(Debug, Default)]
-pub struct TrimGate {
+pub(crate) struct TrimGate {
     trimmed_at: u64,
 }
 
 impl TrimGate {
     /// True when nothing is pending and `activity` moved since the last release.
-    pub fn tick(&mut self, activity: u64, idle: bool) -> bool {
+    pub(crate) fn tick(&mut self, activity: u64, idle: bool) -> bool {
         if idle && activity != self.trimmed_at {
             self.trimmed_at = activity;
             return true;

@@ -14,7 +14,7 @@ use crate::tally::Tally;
 
 /// `sshwatch test-pattern`: prints `{"matches":[…]}` exactly as
 /// `aws logs test-metric-filter` does (1-based event numbers, matching events only).
-pub fn test_pattern(
+pub(crate) fn test_pattern(
     args: &TestPatternArgs,
     stdin: impl BufRead,
     out: &mut dyn Write,
@@ -32,7 +32,7 @@ pub fn test_pattern(
 }
 
 /// The TestMetricFilter response for `messages`.
-pub fn test_messages(pattern: &FilterPattern, messages: &[String]) -> Value {
+pub(crate) fn test_messages(pattern: &FilterPattern, messages: &[String]) -> Value {
     let matches: Vec<Value> = messages
         .iter()
         .enumerate()
@@ -78,14 +78,14 @@ const CLASSIFY_CHUNK: usize = 4 << 20;
 
 /// Per-metric totals of a classification run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub lines: u64,
     /// `(metric_name, sum of values)` in the order the filters first name them.
     pub metrics: Vec<(String, f64)>,
 }
 
 /// Streams `reader` through the daemon's [`Tally`], chunk by chunk, splitting only at newlines.
-pub fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result<Totals> {
+pub(crate) fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result<Totals> {
     let mut quiet = config.clone();
     quiet.detector.enabled = false;
     let mut tally = Tally::new(&quiet);
@@ -133,7 +133,11 @@ pub fn classify_reader(config: &Config, mut reader: impl Read) -> anyhow::Result
 }
 
 /// `sshwatch classify`: prints `{"lines": N, "metrics": {"InvalidUserMetrics": n, …}}`.
-pub fn classify(config: &Config, files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn classify(
+    config: &Config,
+    files: &[PathBuf],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let mut total = Totals::default();
     if files.is_empty() {
         total = classify_reader(config, std::io::stdin().lock())?;
@@ -167,7 +171,7 @@ pub fn classify(config: &Config, files: &[PathBuf], out: &mut dyn Write) -> anyh
 }
 
 /// A JSON number, integral when the value is (counts print as `3`, not `3.0`).
-pub fn number(v: f64) -> Value {
+pub(crate) fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9.0e15 {
         json!(v as i64)
     } else {

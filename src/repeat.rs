@@ -29,16 +29,13 @@ use crate::format::parse_envelope;
 /// pid only for retries inside one connection (bounded by `MaxAuthTries`, 6 by default), and rsyslog
 /// flushes a pending repeat when another message arrives, so real counts are small; the cap keeps a
 /// forged `message repeated 1000000000 times` line from publishing absurd values.
-pub const MAX_REPEAT: u64 = 1000;
-
-/// rsyslog truncates the inner message at this many bytes (`%.800s`).
-pub const RSYSLOG_INNER_LIMIT: usize = 800;
+pub(crate) const MAX_REPEAT: u64 = 1000;
 
 const MARKER: &[u8] = b" message repeated ";
 
 /// A recognised repeat line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repeat<'a> {
+pub(crate) struct Repeat<'a> {
     /// How many copies the line stands for, capped at [`MAX_REPEAT`].
     pub count: u64,
     /// Whether the line claimed more than [`MAX_REPEAT`].
@@ -49,7 +46,7 @@ pub struct Repeat<'a> {
 
 /// Recognises `line` (without its terminator) as a repeat line. Cheap for other lines: one
 /// substring search.
-pub fn parse(line: &[u8]) -> Option<Repeat<'_>> {
+pub(crate) fn parse(line: &[u8]) -> Option<Repeat<'_>> {
     memchr::memmem::find(line, MARKER)?;
     // Envelopes are ASCII; decoding lossily only matters for the inner message, which is copied as bytes.
     let head_len = line.len().min(256);
@@ -97,7 +94,7 @@ pub fn parse(line: &[u8]) -> Option<Repeat<'_>> {
 
 /// The line to classify and how many times it counts: `(line, 1)` for an ordinary line, `(hidden
 /// line, N)` for a repeat line.
-pub fn expand(line: &[u8]) -> (Cow<'_, [u8]>, u64) {
+pub(crate) fn expand(line: &[u8]) -> (Cow<'_, [u8]>, u64) {
     match parse(line) {
         Some(r) => (r.line, r.count),
         None => (Cow::Borrowed(line), 1),

@@ -40,12 +40,19 @@ const NEW_YEAR_JUMP: u32 = 6;
 /// A dated line may be this far after the mtime (clock skew, a write after the last mtime update).
 const MTIME_SLACK_SECS: i64 = 24 * 3600;
 
-/// A year-less timestamp: month, day, hour, minute, second.
-pub type Clock = (u32, u32, u32, u32, u32);
+/// A time of an RFC 3164 line, which has no year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct YearlessTime {
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
+}
 
 /// What replay did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub files: usize,
     pub lines: u64,
     pub shipped: u64,
@@ -74,12 +81,12 @@ pub struct Summary {
 
 impl Summary {
     /// Lines skipped for any reason.
-    pub fn skipped(&self) -> u64 {
+    pub(crate) fn skipped(&self) -> u64 {
         self.skipped_too_old + self.skipped_retention + self.skipped_future + self.skipped_empty
     }
 
     /// The text printed at the end.
-    pub fn render(&self, dry_run: bool) -> String {
+    pub(crate) fn render(&self, dry_run: bool) -> String {
         let (ship, publish) = if dry_run {
             ("would ship", "would publish")
         } else {
@@ -122,7 +129,7 @@ impl Summary {
 
 /// One line, stamped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamped {
+pub(crate) struct Stamped {
     pub timestamp_ms: i64,
     /// Whether the timestamp came from the line (false: the file's mtime).
     pub from_line: bool,
@@ -130,7 +137,7 @@ pub struct Stamped {
 
 /// Assigns timestamps to the lines of one file in order (see the module docs).
 #[derive(Debug, Clone)]
-pub struct YearInference {
+pub(crate) struct YearInference {
     mtime_ms: i64,
     year: i32,
     prev_month: Option<u32>,
@@ -138,8 +145,12 @@ pub struct YearInference {
 
 impl YearInference {
     /// Prepares for a file whose year-less lines show `new_years` New Year jumps and whose last
-    /// year-less line is `last` (month, day, hour, minute, second), modified at `mtime`.
-    pub fn new(mtime: SystemTime, last: Option<Clock>, new_years: u32) -> YearInference {
+    /// year-less line is `last`, modified at `mtime`.
+    pub(crate) fn new(
+        mtime: SystemTime,
+        last: Option<YearlessTime>,
+        new_years: u32,
+    ) -> YearInference {
         let mtime_ms = crate::time::unix_ms(mtime);
         let reference = Local
             .timestamp_millis_opt(mtime_ms)
@@ -147,7 +158,14 @@ impl YearInference {
             .map(|t| t.naive_local())
             .unwrap_or_default();
         let mut last_year = reference.year();
-        if let Some((month, day, h, m, s)) = last {
+        if let Some(YearlessTime {
+            month,
+            day,
+            hour: h,
+            minute: m,
+            second: s,
+        }) = last
+        {
             // The latest year that does not put the last line after the mtime (plus slack).
             for candidate in (reference.year() - 8..=reference.year()).rev() {
                 let Some(t) = naive(candidate, month, day, h, m, s, 0) else {
@@ -167,7 +185,7 @@ impl YearInference {
     }
 
     /// The timestamp of the next line of the file.
-    pub fn stamp(&mut self, line: &str) -> Stamped {
+    pub(crate) fn stamp(&mut self, line: &str) -> Stamped {
         let fallback = Stamped {
             timestamp_ms: self.mtime_ms,
             from_line: false,
@@ -233,7 +251,7 @@ fn naive(
 }
 
 /// Pass 1 over a file: New Year jumps among its year-less lines, and the last such line.
-fn scan_years(path: &Path) -> anyhow::Result<(Option<Clock>, u32)> {
+fn scan_years(path: &Path) -> anyhow::Result<(Option<YearlessTime>, u32)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut reader = LineReader::new(BufReader::new(file));
@@ -262,7 +280,13 @@ fn scan_years(path: &Path) -> anyhow::Result<(Option<Clock>, u32)> {
                 jumps += 1;
             }
             prev = Some(month);
-            last = Some((month, day, hour, minute, second));
+            last = Some(YearlessTime {
+                month,
+                day,
+                hour,
+                minute,
+                second,
+            });
         }
     }
     Ok((last, jumps))
@@ -275,7 +299,7 @@ enum Shipper {
 }
 
 /// Ships the files' lines and publishes their per-minute counts.
-pub async fn run(config: &Config, files: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(config: &Config, files: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
     let stderr_tty = std::io::stderr().is_terminal();
     let summary = replay(config, files, dry_run, stderr_tty).await?;
     let mut out = std::io::stdout().lock();
@@ -284,7 +308,7 @@ pub async fn run(config: &Config, files: &[PathBuf], dry_run: bool) -> anyhow::R
 }
 
 /// [`run`] without printing: returns the summary. `progress` shows a bar on stderr.
-pub async fn replay(
+pub(crate) async fn replay(
     config: &Config,
     files: &[PathBuf],
     dry_run: bool,

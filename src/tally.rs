@@ -16,7 +16,7 @@ use crate::time::minute_of;
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     classifier: Classifier,
     scratch: Scratch,
     detector: Detector,
@@ -38,16 +38,22 @@ pub struct Tally {
 
 impl Tally {
     /// A tally of `config`'s metric filters, rules and detector.
-    pub fn new(config: &Config) -> Tally {
+    pub(crate) fn new(config: &Config) -> Tally {
         Tally::with_rules(config, Rules::from_config(config))
     }
 
     /// [`Tally::new`] with other publishing rules (replay publishes no heartbeat).
-    pub fn with_rules(config: &Config, rules: Rules) -> Tally {
+    pub(crate) fn with_rules(config: &Config, rules: Rules) -> Tally {
+        let classifier = Classifier::new(&config.metric_filters);
+        let detector = Detector::with_literals(
+            &config.metric_filters,
+            &config.detector,
+            classifier.literals().clone(),
+        );
         Tally {
-            classifier: Classifier::new(&config.metric_filters),
+            classifier,
             scratch: Scratch::default(),
-            detector: Detector::new(&config.metric_filters, &config.detector),
+            detector,
             expand_repeated: config.source.expand_repeated,
             near_miss_namespace: config.metrics.namespace.clone(),
             hits: Vec::new(),
@@ -59,23 +65,19 @@ impl Tally {
         }
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     /// The silent-miss detector fed by [`Tally::count_event`].
-    pub fn detector(&mut self) -> &mut Detector {
+    pub(crate) fn detector(&mut self) -> &mut Detector {
         &mut self.detector
     }
 
     /// The detector's few words for `STATUS=` when a filter is silent.
-    pub fn detector_status(&self) -> Option<String> {
+    pub(crate) fn detector_status(&self) -> Option<String> {
         self.detector.status()
     }
 
     /// Counts one event stamped `secs` (Unix seconds): its matches and near misses, and one line when
     /// `ends_line` (false for a piece of an over-long line that goes on in the next event).
-    pub fn count_event(&mut self, event: &[u8], secs: i64, ends_line: bool) {
+    pub(crate) fn count_event(&mut self, event: &[u8], secs: i64, ends_line: bool) {
         let (text, times): (Cow<'_, [u8]>, u64) = if self.expand_repeated {
             crate::repeat::expand(event)
         } else {
@@ -116,7 +118,7 @@ impl Tally {
 
     /// Counts every complete line of `buf` (a last line without a newline too) into one total, with no
     /// minutes and no detector: `classify`'s bulk path. Returns the lines counted.
-    pub fn count_buffer(&mut self, buf: &[u8]) -> u64 {
+    pub(crate) fn count_buffer(&mut self, buf: &[u8]) -> u64 {
         if self.run_minute != 0 {
             self.fold_run();
             self.run_minute = 0;
@@ -163,7 +165,7 @@ impl Tally {
     }
 
     /// Everything counted since the last take, per minute.
-    pub fn take(&mut self) -> Counter {
+    pub(crate) fn take(&mut self) -> Counter {
         self.fold_run();
         std::mem::replace(&mut self.counter, Counter::new(self.rules.clone(), 0))
     }

@@ -9,8 +9,7 @@
 //! takes only messages of at least one character.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use crate::config::{Config, MetricFilter};
 use crate::pattern::{FilterPattern, PatternKind};
 
 /// `TestMetricFilter` takes at most 50 messages per call.
-pub const MAX_MESSAGES_PER_CALL: usize = 50;
+pub(crate) const MAX_MESSAGES_PER_CALL: usize = 50;
 /// At most 5 calls a second: TestMetricFilter shares the account's Logs
 /// control-plane rate, which other tools need too.
 const MIN_CALL_SPACING: Duration = Duration::from_millis(200);
@@ -35,11 +34,9 @@ const MAX_TRIES: u32 = 6;
 /// and the sleep is drawn between half of it and all of it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
-/// Bytes read per step when looking for the last lines from the end of the file.
-const TAIL_CHUNK: u64 = 64 * 1024;
 
 /// Returns whether the local engine and CloudWatch agreed on every line.
-pub async fn run(
+pub(crate) async fn run(
     config: &Config,
     lines: usize,
     file: Option<&Path>,
@@ -52,8 +49,8 @@ pub async fn run(
         ),
         None => config.source.file_path.clone(),
     };
-    let tail =
-        last_lines(&path, lines).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let tail = crate::source::tail::last_lines(&path, lines)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
     let messages: Vec<(u64, String)> = tail
         .lines
         .iter()
@@ -127,98 +124,6 @@ pub async fn run(
         api.calls,
     )?;
     Ok(disagreements == 0)
-}
-
-/// The last lines of a file, with the 1-based number of the first one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tail {
-    pub first_line: u64,
-    /// Terminator (and a trailing `\r`) stripped; a last line without a newline is included.
-    pub lines: Vec<Vec<u8>>,
-}
-
-/// Reads the last `n` lines of `path`, reading backwards from the end so a
-/// large log costs only the tail (plus one fast newline count for the line number).
-pub fn last_lines(path: &Path, n: usize) -> std::io::Result<Tail> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut start = len;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    let mut newlines = 0usize;
-    // The final newline ends the last line; it does not start another one.
-    let mut want = n;
-    let mut first = true;
-    while start > 0 {
-        let step = TAIL_CHUNK.min(start);
-        start -= step;
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = vec![0u8; step as usize];
-        f.read_exact(&mut buf)?;
-        if first && buf.last() == Some(&b'\n') {
-            want += 1;
-        }
-        first = false;
-        newlines += memchr::memchr_iter(b'\n', &buf).count();
-        chunks.push(buf);
-        if newlines >= want {
-            break;
-        }
-    }
-    chunks.reverse();
-    let data = chunks.concat();
-    let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
-    if data.is_empty() || data.last() == Some(&b'\n') {
-        lines.pop();
-    }
-    // Unless we reached the start of the file, the first piece is a partial line.
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0);
-    }
-    let skip = lines.len().saturating_sub(n);
-    let lines: Vec<Vec<u8>> = lines[skip..]
-        .iter()
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-        .collect();
-    // Number of the first kept line: newlines before it in the file, plus one.
-    let prefix_end = data.len() - tail_bytes(&data, lines.len());
-    let before = memchr::memchr_iter(b'\n', &data[..prefix_end]).count() as u64
-        + count_newlines(&mut f, start)?;
-    Ok(Tail {
-        first_line: before + 1,
-        lines,
-    })
-}
-
-/// Bytes that the last `k` lines (with their terminators) take at the end of `data`.
-fn tail_bytes(data: &[u8], k: usize) -> usize {
-    if k == 0 {
-        return 0;
-    }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let mut seen = 0;
-    for (i, &b) in body.iter().enumerate().rev() {
-        if b == b'\n' {
-            seen += 1;
-            if seen == k {
-                return data.len() - (i + 1);
-            }
-        }
-    }
-    data.len()
-}
-
-fn count_newlines(f: &mut File, end: u64) -> std::io::Result<u64> {
-    f.seek(SeekFrom::Start(0))?;
-    let mut remaining = end;
-    let mut count = 0u64;
-    let mut buf = vec![0u8; TAIL_CHUNK as usize];
-    while remaining > 0 {
-        let step = remaining.min(TAIL_CHUNK) as usize;
-        f.read_exact(&mut buf[..step])?;
-        count += memchr::memchr_iter(b'\n', &buf[..step]).count() as u64;
-        remaining -= step as u64;
-    }
-    Ok(count)
 }
 
 /// One engine's answer for one message: `None` = no match, else the extracted `$fields`.
@@ -431,47 +336,10 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::io::Write as _;
 
     use aws_sdk_cloudwatchlogs::types::MetricFilterMatchRecord;
 
-    use super::{last_lines, place_matches};
-
-    fn tail_of(content: &[u8], n: usize) -> (u64, Vec<String>) {
-        let mut f = tempfile::NamedTempFile::new().expect("temp file");
-        f.write_all(content).expect("write");
-        let t = last_lines(f.path(), n).expect("read");
-        (
-            t.first_line,
-            t.lines
-                .iter()
-                .map(|l| String::from_utf8_lossy(l).into_owned())
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn last_lines_counts_from_the_end_and_numbers_from_the_start() {
-        assert_eq!(tail_of(b"a\nb\nc\n", 2), (2, vec!["b".into(), "c".into()]));
-        assert_eq!(tail_of(b"a\nb\nc", 2), (2, vec!["b".into(), "c".into()]));
-        assert_eq!(tail_of(b"a\r\nb\r\n", 5), (1, vec!["a".into(), "b".into()]));
-        assert_eq!(
-            tail_of(b"a\n\nc\n", 2),
-            (2, vec![String::new(), "c".into()])
-        );
-        assert_eq!(tail_of(b"", 3), (1, vec![]));
-        assert_eq!(tail_of(b"x\n", 0), (2, vec![]));
-        // Longer than one read step, lines straddling the chunk boundary.
-        let mut big = Vec::new();
-        for i in 0..30_000 {
-            big.extend_from_slice(format!("line number {i}\n").as_bytes());
-        }
-        let (first, lines) = tail_of(&big, 10_000);
-        assert_eq!(first, 20_001);
-        assert_eq!(lines.len(), 10_000);
-        assert_eq!(lines[0], "line number 20000");
-        assert_eq!(lines[9_999], "line number 29999");
-    }
+    use super::place_matches;
 
     fn record(n: i64, msg: &str, values: &[(&str, &str)]) -> MetricFilterMatchRecord {
         let v: HashMap<String, String> = values

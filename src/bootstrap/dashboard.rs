@@ -15,7 +15,7 @@ const HEIGHT: u32 = 6;
 /// on another statistic or period also adds that line, so the threshold is
 /// read against what the alarm evaluates). The heartbeat graph shows the
 /// heartbeats per minute (`SampleCount`) and the lines read (`Sum`, right axis).
-pub fn body(config: &Config, alarms: &[Alarm], region: &str) -> Value {
+pub(crate) fn body(config: &Config, alarms: &[Alarm], region: &str) -> Value {
     let mut graphs: Vec<(String, String)> = Vec::new();
     let heartbeat = config
         .metrics

@@ -215,18 +215,18 @@ mod tests {
     use crate::source::Position;
     use crate::source::checkpoint::{self, Checkpoint, Loaded};
 
-    /// A keeper of `loaded` in `dir`, its channels, and the store's failure switch. No zeros and no
-    /// heartbeat, so only minutes with counts are published.
-    fn start(
-        dir: &std::path::Path,
-        loaded: &Loaded,
-    ) -> (
+    /// A running keeper, the ends of its channels, and its store's failure switch.
+    type Running = (
         tokio::task::JoinHandle<anyhow::Result<()>>,
         mpsc::Sender<ToKeeper>,
         mpsc::Receiver<Vec<DueMinute>>,
         mpsc::Sender<bool>,
         Arc<std::sync::atomic::AtomicBool>,
-    ) {
+    );
+
+    /// A keeper of `loaded` in `dir`. No zeros and no heartbeat, so only minutes with counts are
+    /// published.
+    fn start(dir: &std::path::Path, loaded: &Loaded) -> Running {
         let config = Config::from_toml_str(
             "[metrics]\npublish_zeros = false\nheartbeat_metric = \"\"\n",
             None,

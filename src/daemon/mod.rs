@@ -60,6 +60,9 @@ const PUBLISH_QUEUE: usize = 1;
 /// Answers from the publisher: one set of minutes is in flight, so one answer.
 const ANSWERS_QUEUE: usize = 1;
 
+/// Bytes at the end of the log the start-up check judges its format by.
+const STARTUP_SAMPLE_BYTES: u64 = 64 * 1024;
+
 /// After the stop, AWS calls still failing give up after this long, so the process ends within systemd's
 /// `TimeoutStopSec` (what was not accepted stays in the file and the checkpoint).
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(7);
@@ -175,7 +178,8 @@ pub async fn run_with(
     let keeper = tokio::spawn(keeper.run(keeper_rx, publish_tx, answers_rx));
 
     // The log's tail tells at once when the configured patterns cannot fit its format.
-    for warning in crate::detector::startup_check(&config, kind) {
+    let sample = crate::source::tail::sample(&config.source.file_path, STARTUP_SAMPLE_BYTES);
+    for warning in crate::detector::startup_check(&config, kind, &sample) {
         warn!("{warning}");
     }
 

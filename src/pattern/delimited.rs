@@ -536,6 +536,13 @@ impl DelimitedPattern {
         self.ellipsis
     }
 
+    /// The position of the first entry with a condition, when no ellipsis comes before it: how many
+    /// fields the pattern assumes before its first test (`[Mon, day, timestamp, ip, id, status =
+    /// Invalid, ...]`: 5).
+    pub fn first_condition(&self) -> Option<usize> {
+        self.before.iter().position(|e| e.cond.is_some())
+    }
+
     /// How many leading fields decide a match, when that is a fixed number:
     /// a trailing ellipsis after leading entries only (the seed patterns need
     /// their entry count before the `...`), or `[]` (0). `None` when every

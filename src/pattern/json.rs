@@ -175,7 +175,7 @@ impl Parser<'_> {
                     "NULL" => Ok(Test::IsNull),
                     "TRUE" => Ok(Test::IsTrue),
                     "FALSE" => Ok(Test::IsFalse),
-                    // `IS NOT NULL` → `Invalid character(s) in term 'NOT'` [STACKD].
+                    // `IS NOT NULL` → `Invalid character(s) in term 'NOT'` (CloudWatch's recorded answer).
                     "" => Err(self
                         .cur
                         .peek()
@@ -201,7 +201,7 @@ impl Parser<'_> {
                 let start = self.cur.pos();
                 let s = self.cur.quoted()?;
                 if op.is_relational() {
-                    // `{ $.v > "Alpha" }` → `Invalid character(s) in term '"Alpha"'` [STACKD].
+                    // `{ $.v > "Alpha" }` → `Invalid character(s) in term '"Alpha"'` (CloudWatch's recorded answer).
                     return Err(PatternError::invalid_term(self.cur.since(start)));
                 }
                 Val::Str(Glob::new(s))
@@ -222,7 +222,7 @@ impl Parser<'_> {
                         .map_or_else(PatternError::generic, unexpected));
                 }
                 if bare == "null" {
-                    // `= null` is refused; `IS NULL` is the way [STACKD].
+                    // `= null` is refused; `IS NULL` is the way (CloudWatch's recorded answer).
                     return Err(PatternError::generic());
                 }
                 match parse_number(bare) {
@@ -252,7 +252,7 @@ fn is_key_char(c: char) -> bool {
 
 /// Parses a selector at the cursor (which is on the `$`). A bad step is
 /// reported with the text of the step up to the bad character, `$..` and
-/// `[-` as AWS does [STACKD].
+/// `[-` as AWS does (CloudWatch's recorded answer).
 fn selector(cur: &mut Cursor<'_>) -> Result<Selector, PatternError> {
     let start = cur.pos();
     if !cur.eat("$") {
@@ -394,7 +394,7 @@ impl Test {
         match self {
             Test::IsNull => match v {
                 Value::Null => true,
-                // Observed: an array holding a null satisfies IS NULL [STACKD].
+                // Observed: an array holding a null satisfies IS NULL (CloudWatch's recorded answer).
                 Value::Array(a) => a.iter().any(Value::is_null),
                 _ => false,
             },

@@ -1,6 +1,6 @@
 //! The CloudWatch Logs filter-pattern language: parser and evaluator, pure and total.
 //!
-//! Rule IDs (`R-…`) refer to `shared/spec/filter-patterns.md`.
+//! Rule IDs (`R-…`) and sections (`§…`) refer to `docs/filter-patterns.md`.
 //! A pattern is one of three kinds, chosen by its first non-blank character
 //! (R-GEN-3): `{` a JSON pattern, `[` a space-delimited pattern, anything else
 //! a term pattern (words, quoted phrases and `%regex%` terms).

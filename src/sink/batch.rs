@@ -243,13 +243,6 @@ pub fn check_batch(events: &EventBatch) -> Result<(), String> {
     Ok(())
 }
 
-/// Splits `message` into event-sized pieces (see the module documentation); one piece when it fits.
-pub fn split_message(message: &str) -> Vec<String> {
-    pieces(message, false)
-        .map(|(p, _)| p.into_owned())
-        .collect()
-}
-
 /// The events one line (or one piece of an over-long line, with `continues`) becomes: event-sized
 /// pieces, each but the last marked, the last marked too when the line goes on; `" "` for an empty line.
 /// Each comes with whether it continues. A line that fits one event is borrowed, not copied.
@@ -304,9 +297,6 @@ pub struct LogBatcher {
     /// Events and message bytes of the last batch taken: room reserved when the next one opens (batches
     /// under load fill up alike; an idle batcher holds no buffer).
     last_size: (usize, usize),
-    clamped: u64,
-    split: u64,
-    empty: u64,
 }
 
 impl LogBatcher {
@@ -314,16 +304,11 @@ impl LogBatcher {
         LogBatcher::default()
     }
 
-    /// Adds an event; returns the batches it completed, in order (usually none, else one).
-    ///
-    /// A returned batch never holds part of `event` unless `event`'s pieces need more than one batch by
-    /// themselves (a message of about 1 MiB or more): then the batch holding what came before is
-    /// returned first, followed by full batches of `event`'s pieces, and its last pieces stay open.
-    pub fn push(&mut self, event: LogEvent) -> Vec<EventBatch> {
-        self.push_message(event.timestamp_ms, &event.message)
-    }
-
-    /// [`Self::push`] without an owned event: the message is copied into the batch.
+    /// Adds a message (split into pieces when it is too long for one event); returns the batches it
+    /// completed, in order (usually none, else one). A returned batch never holds part of the message
+    /// unless its pieces need more than one batch by themselves (about 1 MiB or more): then the batch
+    /// holding what came before is returned first, followed by full batches of its pieces, and its last
+    /// pieces stay open.
     pub fn push_message(&mut self, timestamp_ms: i64, message: &str) -> Vec<EventBatch> {
         let mut out = Vec::new();
         // The common case: one piece.
@@ -357,17 +342,14 @@ impl LogBatcher {
         Pushed { timestamp_ms, full }
     }
 
-    /// Counts a line that is sent other than as itself (empty, or in pieces), with a warning for the
-    /// latter.
+    /// Warns about a line too long for one event: it is sent in pieces.
     pub fn note_split(&mut self, message: &str) {
-        if message.is_empty() {
-            self.empty += 1;
-        } else if message.len() > MAX_EVENT_BYTES {
-            self.split += 1;
+        if message.len() > MAX_EVENT_BYTES {
             warn!(
                 bytes = message.len(),
                 max = MAX_EVENT_BYTES,
-                "a line is longer than a CloudWatch event: sending it in pieces marked `{}`",
+                "a line of {} bytes is longer than a CloudWatch event ({MAX_EVENT_BYTES} bytes): it is sent in pieces, each but the last marked `{}`",
+                message.len(),
                 CONTINUED_MARKER.trim()
             );
         }
@@ -392,13 +374,13 @@ impl LogBatcher {
                 timestamp_ms
             }
             Some(last) if timestamp_ms < last => {
-                self.clamped += 1;
                 if !self.clamped_in_batch {
                     self.clamped_in_batch = true;
                     warn!(
                         timestamp_ms,
                         previous_ms = last,
-                        "the clock went back: stamping lines with the previous time to keep the batch in order"
+                        "the clock went back by {} ms: the lines are stamped with the previous line's time until it catches up, so the batch stays in order",
+                        last - timestamp_ms
                     );
                 }
                 last
@@ -418,33 +400,9 @@ impl LogBatcher {
         Some(std::mem::take(&mut self.batch))
     }
 
-    /// Events in the open batch.
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
+    /// Whether the open batch has no event.
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
-    }
-
-    /// Bytes of the open batch, overhead included.
-    pub fn bytes(&self) -> usize {
-        self.batch.bytes()
-    }
-
-    /// Events whose timestamp was clamped so far.
-    pub fn clamped(&self) -> u64 {
-        self.clamped
-    }
-
-    /// Messages split into pieces so far.
-    pub fn split(&self) -> u64 {
-        self.split
-    }
-
-    /// Empty messages sent as [`EMPTY_MESSAGE`] so far.
-    pub fn empty(&self) -> u64 {
-        self.empty
     }
 
     /// Batches `events` in one go: every batch valid, in order.
@@ -464,6 +422,17 @@ mod tests {
     use super::*;
 
     const T: i64 = 1_700_000_000_000;
+
+    /// The pieces of a message that does not go on.
+    fn split_message(message: &str) -> Vec<String> {
+        pieces(message, false)
+            .map(|(p, _)| p.into_owned())
+            .collect()
+    }
+
+    fn push(b: &mut LogBatcher, event: LogEvent) -> Vec<EventBatch> {
+        b.push_message(event.timestamp_ms, &event.message)
+    }
 
     fn ev(ts: i64, msg: &str) -> LogEvent {
         LogEvent {
@@ -546,17 +515,16 @@ mod tests {
         let mut b = LogBatcher::new();
         let msg = "y".repeat(200_000);
         for _ in 0..5 {
-            assert!(b.push(ev(T, &msg)).is_empty());
+            assert!(push(&mut b, ev(T, &msg)).is_empty());
         }
         // 5 × (200,000 + 26) bytes: a small event still fits, a sixth big one does not.
-        assert!(b.push(ev(T, "small")).is_empty());
-        let full = b.push(ev(T + 1, &msg));
+        assert!(push(&mut b, ev(T, "small")).is_empty());
+        let full = push(&mut b, ev(T + 1, &msg));
         assert_eq!(full.len(), 1);
         assert_eq!(full[0].len(), 6);
-        assert_eq!(b.len(), 1);
         assert_eq!(b.take().map(|b| b.to_events()), Some(vec![ev(T + 1, &msg)]));
         assert_eq!(b.take(), None);
-        assert_eq!(b.bytes(), 0);
+        assert!(b.is_empty());
     }
 
     #[test]
@@ -609,13 +577,13 @@ mod tests {
         let filler = "f".repeat(100_000);
         let mut b = LogBatcher::new();
         for _ in 0..9 {
-            assert!(b.push(ev(T, &filler)).is_empty());
+            assert!(push(&mut b, ev(T, &filler)).is_empty());
         }
         let big = "b".repeat(600_000);
-        let out = b.push(ev(T, &big));
+        let out = push(&mut b, ev(T, &big));
         assert_eq!(out.len(), 1);
         assert!(out[0].iter().all(|(_, m)| m == filler));
-        assert_eq!(b.len(), 3);
+        assert_eq!(b.take().map(|b| b.len()), Some(3));
     }
 
     #[test]
@@ -623,8 +591,8 @@ mod tests {
         // A 3 MiB line (what 1 MiB of invalid UTF-8 becomes once replaced with U+FFFD).
         let huge = "\u{FFFD}".repeat(1_048_576);
         let mut b = LogBatcher::new();
-        assert!(b.push(ev(T, "first")).is_empty());
-        let out = b.push(ev(T, &huge));
+        assert!(push(&mut b, ev(T, "first")).is_empty());
+        let out = push(&mut b, ev(T, &huge));
         assert!(out.len() >= 3, "{}", out.len());
         assert_eq!(out[0].to_events(), vec![ev(T, "first")]);
         let mut all: Vec<LogEvent> = out.iter().skip(1).flat_map(EventBatch::to_events).collect();
@@ -642,23 +610,25 @@ mod tests {
         let texts: Vec<&str> = batches[0].iter().map(|e| e.message.as_str()).collect();
         assert_eq!(texts, ["a", EMPTY_MESSAGE, "b"]);
         let mut b = LogBatcher::new();
-        let _ = b.push(ev(T, ""));
-        assert_eq!(b.empty(), 1);
+        let _ = push(&mut b, ev(T, ""));
+        assert_eq!(
+            b.take().map(|b| b.to_events()),
+            Some(vec![ev(T, EMPTY_MESSAGE)])
+        );
     }
 
     #[test]
     fn a_clock_stepping_back_is_clamped_within_a_batch() {
         let mut b = LogBatcher::new();
         for (ts, m) in [(T, "a"), (T + 500, "b"), (T - 60_000, "c"), (T + 600, "d")] {
-            assert!(b.push(ev(ts, m)).is_empty());
+            assert!(push(&mut b, ev(ts, m)).is_empty());
         }
         let batch = b.take().unwrap_or_default();
         let stamps: Vec<i64> = batch.iter().map(|(ts, _)| ts).collect();
         assert_eq!(stamps, [T, T + 500, T + 500, T + 600]);
-        assert_eq!(b.clamped(), 1);
         assert_eq!(check_batch(&batch), Ok(()));
         // A new batch starts from its own first timestamp.
-        let _ = b.push(ev(T - 60_000, "e"));
+        let _ = push(&mut b, ev(T - 60_000, "e"));
         assert_eq!(
             b.take().and_then(|v| v.iter().next().map(|(ts, _)| ts)),
             Some(T - 60_000)

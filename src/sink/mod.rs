@@ -86,11 +86,6 @@ impl Pace {
         Duration::from_millis(self.current_ms.load(Ordering::Relaxed))
     }
 
-    /// The configured interval.
-    pub fn base(&self) -> Duration {
-        Duration::from_millis(self.base_ms)
-    }
-
     /// A call was throttled.
     pub(crate) fn throttled(&self) {
         let max = u64::try_from(MAX_FLUSH_INTERVAL.as_millis()).unwrap_or(u64::MAX);
@@ -200,6 +195,6 @@ mod tests {
         for _ in 0..100 {
             p.accepted();
         }
-        assert_eq!(p.interval(), p.base());
+        assert_eq!(p.interval(), Duration::from_secs(5));
     }
 }

@@ -217,7 +217,6 @@ pub fn is_throttling(failure: &Failure) -> bool {
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub verdict: Verdict,
-    pub kind: FailureKind,
     pub code: Option<String>,
     pub status: Option<u16>,
     /// The SDK's full error chain.
@@ -251,7 +250,6 @@ impl Failure {
         };
         Failure {
             verdict: verdict(kind, code.as_deref(), status),
-            kind,
             code,
             status,
             message: DisplayErrorContext(err).to_string(),

@@ -120,13 +120,6 @@ pub struct Loaded {
     pub written_at: Option<SystemTime>,
 }
 
-impl Loaded {
-    /// Whether there was no checkpoint at all.
-    pub fn is_fresh(&self) -> bool {
-        self.written_at.is_none()
-    }
-}
-
 /// The snapshot's path in `state_dir`.
 pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
@@ -297,11 +290,6 @@ impl Store {
         })
     }
 
-    /// The number of the last record written (what a snapshot taken now includes).
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
     /// Appends `records` durably: written, then synced once. Nothing is recorded when it fails (the
     /// file is cut back to where it was).
     pub fn append(&mut self, records: &[Record]) -> anyhow::Result<()> {
@@ -427,7 +415,7 @@ mod tests {
     fn absent_is_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = load(dir.path()).unwrap();
-        assert!(loaded.is_fresh());
+        assert!(loaded.written_at.is_none());
         assert_eq!(loaded.checkpoint, Checkpoint::new());
     }
 
@@ -443,7 +431,7 @@ mod tests {
         let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let loaded = load(&state).unwrap();
-        assert!(!loaded.is_fresh());
+        assert!(loaded.written_at.is_some());
         assert_eq!(
             loaded.records,
             vec![

@@ -118,9 +118,9 @@ pub struct FileSource {
     target: PathBuf,
     poll_interval: Duration,
     /// Files rotated away from `path`, oldest first, finished through their descriptors.
-    rotated: VecDeque<Tail>,
+    rotated: VecDeque<Followed>,
     /// The file at `path`, once there is one.
-    current: Option<Tail>,
+    current: Option<Followed>,
     watch: DirWatch,
     status: SourceStatus,
     /// "Waiting for the file" was logged for the current absence.
@@ -168,7 +168,7 @@ impl FileSource {
                 src.resume(id, offset, saved_at)?
             }
             Some(other) => {
-                warn!(path = %src.path.display(), checkpoint = ?other, "the checkpoint is not for this file; starting per `start_position`");
+                warn!(path = %src.path.display(), checkpoint = ?other, "the checkpoint ({other:?}) is not for `{}`; reading it from where `start_position` says", src.path.display());
                 src.start(config.start_position)?;
             }
             None => src.start(config.start_position)?,
@@ -208,7 +208,7 @@ impl FileSource {
     /// `max_bytes`, at least one line if there is any), without waiting.
     pub fn poll_once(&mut self, max_bytes: usize) -> io::Result<Lines> {
         self.track();
-        let mut batch = Batch {
+        let mut batch = Gathered {
             path: self.path.clone(),
             max: max_bytes,
             used: 0,
@@ -277,7 +277,7 @@ impl FileSource {
                     StartPosition::End => start_of_last_line(&file, meta.len())?,
                 };
                 debug!(path = %self.path.display(), offset, "starting");
-                self.current = Some(Tail::open(file, &meta, offset, None)?);
+                self.current = Some(Followed::open(file, &meta, offset, None)?);
             }
         }
         Ok(())
@@ -293,7 +293,8 @@ impl FileSource {
                 Head::Same(fresh) if meta.len() >= offset => {
                     debug!(path = %self.path.display(), offset, "resuming");
                     if let Some((file, meta)) = at_path {
-                        self.current = Some(Tail::with_id(file, fresh, offset, meta.len(), None));
+                        self.current =
+                            Some(Followed::with_id(file, fresh, offset, meta.len(), None));
                     }
                     return Ok(());
                 }
@@ -327,7 +328,7 @@ impl FileSource {
         let mut skip: Vec<(u64, u64)> = at_path_inode.into_iter().collect();
         if let Some(g) = found {
             skip.push((g.meta.dev(), g.meta.ino()));
-            self.push_rotated(Tail::with_id(
+            self.push_rotated(Followed::with_id(
                 g.file,
                 g.id,
                 offset,
@@ -338,12 +339,12 @@ impl FileSource {
         if let Some(since) = newer_than {
             for g in self.generations_since(since, &skip)? {
                 info!(path = %self.path.display(), rotated = %g.path.display(), "reading a file rotated while sshwatch was stopped");
-                let tail = Tail::open(g.file, &g.meta, 0, Some(g.path))?;
+                let tail = Followed::open(g.file, &g.meta, 0, Some(g.path))?;
                 self.push_rotated(tail);
             }
         }
         match at_path {
-            Some((file, meta)) => self.current = Some(Tail::open(file, &meta, 0, None)?),
+            Some((file, meta)) => self.current = Some(Followed::open(file, &meta, 0, None)?),
             None => self.note_absent(),
         }
         Ok(())
@@ -454,7 +455,7 @@ impl FileSource {
 
     /// Queues a rotated file, dropping the oldest one (an ERROR with what it loses) beyond
     /// [`MAX_ROTATED_FILES`].
-    fn push_rotated(&mut self, tail: Tail) {
+    fn push_rotated(&mut self, tail: Followed) {
         if self.rotated.len() >= MAX_ROTATED_FILES
             && let Some(old) = self.rotated.pop_front()
         {
@@ -500,14 +501,14 @@ impl FileSource {
             Ok(m) if m.is_file() => Some(m),
             Ok(m) => {
                 if !self.absent_logged {
-                    warn!(path = %self.path.display(), kind = ?m.file_type(), "the path is not a regular file; waiting for one");
+                    warn!(path = %self.path.display(), kind = ?m.file_type(), "`{}` is not a regular file ({:?}); it is not read, and a regular file there is waited for", self.path.display(), m.file_type());
                 }
                 None
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
                 if !self.stat_error_logged {
-                    warn!(path = %self.path.display(), error = %e, "cannot stat the file; reading the files already open and trying again every poll");
+                    warn!(path = %self.path.display(), error = %e, "cannot stat `{}`: {e}; the files already open are still read, and the path is looked at again every poll", self.path.display());
                     self.stat_error_logged = true;
                 }
                 return;
@@ -515,7 +516,7 @@ impl FileSource {
         };
         self.stat_error_logged = false;
         if let Err(e) = self.follow(meta) {
-            warn!(path = %self.path.display(), error = %e, "cannot follow a change of the file; trying again at the next poll");
+            warn!(path = %self.path.display(), error = %e, "cannot follow a change of `{}`: {e}; trying again at the next poll", self.path.display());
         }
     }
 
@@ -534,7 +535,7 @@ impl FileSource {
             info!(path = %self.path.display(), "file appeared");
             self.absent_logged = false;
         }
-        let same_inode = |t: &Tail| (meta.dev(), meta.ino()) == (t.id.dev, t.id.ino);
+        let same_inode = |t: &Followed| (meta.dev(), meta.ino()) == (t.id.dev, t.id.ino);
         if let Some(cur) = &mut self.current {
             if same_inode(cur) {
                 if !cur.truncated {
@@ -562,7 +563,7 @@ impl FileSource {
             self.push_rotated(cur);
         }
         // A file that appears after the start is always read from its beginning.
-        self.current = Some(Tail::open(file, &meta, 0, None)?);
+        self.current = Some(Followed::open(file, &meta, 0, None)?);
         Ok(())
     }
 
@@ -582,7 +583,7 @@ impl FileSource {
         match copy {
             Some(g) => {
                 info!(path = %self.path.display(), copy = %g.path.display(), from_byte = read_pos, "file truncated (copytruncate); finishing its copy, then reading it again from the start");
-                let copy = Tail {
+                let copy = Followed {
                     file: g.file,
                     id: g.id,
                     offset: cur.offset,
@@ -616,11 +617,11 @@ impl FileSource {
 
     /// Fills `batch` from the rotated files, oldest first, then from the current file. `true` when it
     /// stopped at the end of what there is (not because the batch is full).
-    fn read_into(&mut self, batch: &mut Batch) -> io::Result<bool> {
+    fn read_into(&mut self, batch: &mut Gathered) -> io::Result<bool> {
         while !self.rotated.is_empty() {
             // Whether the writer has moved on, asked *before* reading the old file to its end, so that
             // whatever it wrote there before moving on is read.
-            let mut newer_has_data = self.current.as_ref().is_some_and(Tail::has_data);
+            let mut newer_has_data = self.current.as_ref().is_some_and(Followed::has_data);
             for t in self.rotated.iter().skip(1) {
                 newer_has_data = newer_has_data || t.has_data();
             }
@@ -652,8 +653,8 @@ struct Generation {
     id: FileId,
 }
 
-/// Lines gathered by one poll.
-struct Batch {
+/// The lines one poll gathers.
+struct Gathered {
     path: Arc<Path>,
     max: usize,
     used: usize,
@@ -663,7 +664,7 @@ struct Batch {
     truncations: u64,
 }
 
-impl Batch {
+impl Gathered {
     /// At least one line, then up to `max` bytes.
     fn admits(&self, n: usize) -> bool {
         self.lines.is_empty() || self.used + n <= self.max
@@ -675,7 +676,7 @@ impl Batch {
 }
 
 /// One open file and what was read from it.
-struct Tail {
+struct Followed {
     file: File,
     id: FileId,
     /// Offset right after the last byte handed out.
@@ -691,9 +692,9 @@ struct Tail {
     name: Option<PathBuf>,
 }
 
-impl fmt::Debug for Tail {
+impl fmt::Debug for Followed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tail")
+        f.debug_struct("Followed")
             .field("id", &self.id)
             .field("offset", &self.offset)
             .field("buffered", &self.buf.len())
@@ -703,14 +704,19 @@ impl fmt::Debug for Tail {
     }
 }
 
-impl Tail {
-    fn open(file: File, meta: &Metadata, offset: u64, name: Option<PathBuf>) -> io::Result<Tail> {
+impl Followed {
+    fn open(
+        file: File,
+        meta: &Metadata,
+        offset: u64,
+        name: Option<PathBuf>,
+    ) -> io::Result<Followed> {
         let id = FileId::of(&file, meta)?;
-        Ok(Tail::with_id(file, id, offset, meta.len(), name))
+        Ok(Followed::with_id(file, id, offset, meta.len(), name))
     }
 
-    fn with_id(file: File, id: FileId, offset: u64, len: u64, name: Option<PathBuf>) -> Tail {
-        Tail {
+    fn with_id(file: File, id: FileId, offset: u64, len: u64, name: Option<PathBuf>) -> Followed {
+        Followed {
             file,
             id,
             offset,
@@ -748,7 +754,7 @@ impl Tail {
 
     /// Hands out one line (or piece) of `len` bytes that consumes `consumed` bytes of the buffer;
     /// `continues` when it is a piece the next line goes on from.
-    fn emit(&mut self, batch: &mut Batch, len: usize, consumed: usize, continues: bool) {
+    fn emit(&mut self, batch: &mut Gathered, len: usize, consumed: usize, continues: bool) {
         let mut bytes = self.buf.split_to(consumed).freeze();
         bytes.truncate(len);
         self.offset += consumed as u64;
@@ -764,7 +770,7 @@ impl Tail {
     }
 
     /// Hands out the complete lines in the buffer; `false` when the batch is full.
-    fn take_lines(&mut self, batch: &mut Batch) -> bool {
+    fn take_lines(&mut self, batch: &mut Gathered) -> bool {
         loop {
             let pending = &self.buf[..];
             let (len, consumed, continues) = match memchr::memchr(b'\n', pending) {
@@ -783,8 +789,8 @@ impl Tail {
     }
 
     /// Hands out lines, reading more in chunks: `true` at the end of the file (or at a truncation, where
-    /// nothing more may be read before [`Tail::restart`]), `false` when the batch is full.
-    fn read(&mut self, batch: &mut Batch) -> io::Result<bool> {
+    /// nothing more may be read before [`Followed::restart`]), `false` when the batch is full.
+    fn read(&mut self, batch: &mut Gathered) -> io::Result<bool> {
         loop {
             if !self.take_lines(batch) {
                 return Ok(false);
@@ -830,9 +836,9 @@ impl Tail {
         }
     }
 
-    /// [`Tail::read`], and at a truncation hands out what was read before it (a partial last line as a
+    /// [`Followed::read`], and at a truncation hands out what was read before it (a partial last line as a
     /// line), then reads the file again from 0.
-    fn read_through(&mut self, batch: &mut Batch) -> io::Result<bool> {
+    fn read_through(&mut self, batch: &mut Gathered) -> io::Result<bool> {
         loop {
             if !self.read(batch)? {
                 return Ok(false);
@@ -862,7 +868,7 @@ impl Tail {
 
     /// Hands out a last line without newline as a complete line (the file will not get its end);
     /// `false` when the batch is full.
-    fn flush_partial(&mut self, batch: &mut Batch) -> bool {
+    fn flush_partial(&mut self, batch: &mut Gathered) -> bool {
         let pending = self.buf.len();
         if pending == 0 {
             return true;

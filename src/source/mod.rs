@@ -6,6 +6,7 @@
 //!   complete [`Line`]s, each with the [`Position`] right after it.
 //! - [`journal`] follows sshd's journal entries instead, on hosts without the file.
 //! - [`checkpoint`] stores where delivery stands, durably, in `state_dir`.
+//! - [`tail`] reads the end of a log: for `verify`, and for the format checks of `init` and start-up.
 //!
 //! Files are told apart by [`FileId`] (device, inode and a fingerprint of the first bytes), never by name:
 //! a reused inode or a file rewritten in place is a new file, and a file renamed or copied while sshwatch
@@ -15,6 +16,7 @@ pub mod checkpoint;
 mod file;
 mod fingerprint;
 pub mod journal;
+pub mod tail;
 mod watch;
 
 use std::io;
@@ -163,13 +165,6 @@ impl Source {
                     .with_context(|| format!("cannot open `{}`", config.file_path.display()))?,
             ),
         })
-    }
-
-    pub fn kind(&self) -> SourceKind {
-        match self {
-            Source::File(_) => SourceKind::File,
-            Source::Journal(_) => SourceKind::Journal,
-        }
     }
 
     /// Waits for lines, then returns up to `max_bytes` of them (at least one). Cancel-safe.

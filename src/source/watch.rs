@@ -66,7 +66,7 @@ impl DirWatch {
         let watcher = match RecommendedWatcher::new(handler, notify::Config::default()) {
             Ok(w) => Some(w),
             Err(e) => {
-                warn!(error = %e, "inotify unavailable, polling only");
+                warn!(error = %e, "inotify is unavailable ({e}): the file is looked at every `poll_interval_seconds` instead, so lines arrive a little later");
                 None
             }
         };
@@ -99,7 +99,7 @@ impl DirWatch {
             }
             Err(e) => {
                 if !self.warned {
-                    warn!(dir = %self.dir.display(), error = %e, "cannot watch directory, polling until it can be");
+                    warn!(dir = %self.dir.display(), error = %e, "cannot watch `{}` with inotify ({e}); looking at it every poll until the watch can be set up", self.dir.display());
                     self.warned = true;
                 }
             }

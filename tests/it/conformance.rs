@@ -1,10 +1,14 @@
-//! Conformance of the filter-pattern engine with the shared case table
-//! (`tests/fixtures/filter-pattern-cases.tsv`, format in spec §0.3): every
-//! row goes through one `check`, which also runs the classifier's fast path
-//! (`split_fields` + `matches_fields`) against the plain evaluator.
+//! Conformance of the filter-pattern engine with the case table
+//! (`tests/fixtures/filter-pattern-cases.tsv`: id, pattern, line, expected answer, extracted fields,
+//! confidence, source; most rows are recorded answers of CloudWatch's TestMetricFilter). Every row goes
+//! through one `check`, which runs each implementation on it: the plain evaluator, the delimited fast
+//! path (`split_fields` + `matches_fields`), and a compiled one-filter `Classifier`, per line and in
+//! bulk (`count_buffer`), as the daemon and `classify` use it.
 
 use std::collections::{BTreeMap, HashSet};
 
+use sshwatch::classify::{Classifier, Scratch};
+use sshwatch::config::{MetricFilter, MetricValue};
 use sshwatch::pattern::{FilterPattern, PatternKind, split_fields};
 
 const CASES: &str = include_str!("../fixtures/filter-pattern-cases.tsv");
@@ -24,7 +28,7 @@ struct Case<'a> {
     source: &'a str,
 }
 
-/// §0.3: only `\t`, `\n` and `\r` are escapes; any other backslash is literal.
+/// The table's escapes: only `\t`, `\n` and `\r`; any other backslash is literal.
 fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
@@ -137,6 +141,7 @@ fn check(c: &Case<'_>) -> Result<(), String> {
             }
         }
     }
+    check_classifier(&p, &c.line, got)?;
     if got {
         for lit in p.required_literals() {
             if !c.line.contains(&lit) {
@@ -145,6 +150,41 @@ fn check(c: &Case<'_>) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The compiled classifier of the row's pattern alone must answer as the plain evaluator, per line
+/// and through the bulk path (for lines that are one line: no line ends inside).
+fn check_classifier(pattern: &FilterPattern, line: &str, want: bool) -> Result<(), String> {
+    let filter = MetricFilter {
+        filter_name: "row".into(),
+        filter_pattern: pattern.clone(),
+        metric_name: "Row".into(),
+        metric_namespace: "Conformance".into(),
+        metric_value: MetricValue::Number(1.0),
+        default_value: None,
+    };
+    let classifier = Classifier::new(std::slice::from_ref(&filter));
+    let mut scratch = Scratch::default();
+    let mut per_line = false;
+    classifier.classify(line.as_bytes(), &mut scratch, |_, _| per_line = true);
+    if per_line != want {
+        return Err(format!(
+            "Classifier::classify = {per_line}, is_match = {want}"
+        ));
+    }
+    if line.contains(['\n', '\r']) || line.is_empty() {
+        return Ok(());
+    }
+    let mut bulk = 0;
+    let lines = classifier.count_buffer(format!("{line}\n").as_bytes(), &mut scratch, |_, _| {
+        bulk += 1
+    });
+    if lines != 1 || (bulk == 1) != want {
+        return Err(format!(
+            "Classifier::count_buffer counted {bulk} match(es) in {lines} line(s), is_match = {want}"
+        ));
     }
     Ok(())
 }

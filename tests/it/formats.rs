@@ -12,6 +12,7 @@ use sshwatch::config::{Config, DetectorConfig};
 use sshwatch::detector::{Detector, check_sample, startup_check};
 use sshwatch::format::{FormatReport, LineFormat};
 use sshwatch::source::SourceKind;
+use sshwatch::source::tail::sample;
 
 fn lines_of(name: &str) -> Vec<String> {
     std::fs::read_to_string(crate::support::sshd_fixture(name))
@@ -179,12 +180,13 @@ fn startup_check_warns_on_rfc3339_with_the_seed_and_not_on_traditional() {
             )
             .expect("config")
         };
-        assert_eq!(
-            startup_check(&config(traditional), SourceKind::File),
-            Vec::<String>::new(),
-            "{traditional}"
-        );
-        let warnings = startup_check(&config(rfc3339), SourceKind::File);
+        let check = |file: &str| {
+            let config = config(file);
+            let sample = sample(&config.source.file_path, 64 * 1024);
+            startup_check(&config, SourceKind::File, &sample)
+        };
+        assert_eq!(check(traditional), Vec::<String>::new(), "{traditional}");
+        let warnings = check(rfc3339);
         for filter in ["SSHInvalidUserFilter", "SSHFailedPasswordFilter"] {
             let w = warnings
                 .iter()

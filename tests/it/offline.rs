@@ -84,7 +84,7 @@ fn rfc3339_logs_match_only_the_kex_false_positive() {
     // The ISO timestamp is one field, so the seed patterns look at the wrong
     // words: nothing matches except `error: kex_exchange_identification:
     // Connection closed by remote host`, whose 4th and 5th words happen to be
-    // `Connection closed` (sshd-formats.md, variation 3).
+    // `Connection closed` (OpenSSH logs that line under both rsyslog templates).
     let got = run_ok(
         crate::support::bin()
             .arg("classify")

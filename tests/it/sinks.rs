@@ -8,6 +8,7 @@ use sshwatch::config::{Config, LogGroupClass, LogsConfig};
 use sshwatch::counter::{Counter, Rules};
 use sshwatch::shutdown::{Aborted, Shutdown};
 use sshwatch::sink::batch::{CONTINUED_MARKER, MAX_EVENT_BYTES, check_batch};
+use sshwatch::sink::logs::Host;
 use sshwatch::sink::{Backoff, EventBatch, LogBatcher, LogEvent, LogsSink, MetricsSink};
 use sshwatch::time::minute_of;
 
@@ -107,10 +108,11 @@ async fn batches_arrive_in_order_and_the_group_and_stream_are_created() {
     let moto = Moto::start();
     let sdk = sdk_config_for(&moto.endpoint).await;
     let config = logs_config("sinks-order", "web-{hostname}");
-    let mut sink = LogsSink::new(&sdk, &config)
+    let stream = Host::discover(&sdk)
         .await
-        .expect("sink")
-        .with_backoff(FAST);
+        .stream_name(&config.log_stream_name)
+        .expect("stream name");
+    let mut sink = LogsSink::with_stream_name(&sdk, &config, stream).with_backoff(FAST);
     assert!(sink.stream().starts_with("web-") && !sink.stream().contains('{'));
 
     // The group does not exist: the first batch creates group and stream, the others go straight in.
@@ -207,17 +209,13 @@ async fn an_over_long_line_is_split_with_markers_and_arrives_whole() {
     let mut batcher = LogBatcher::new();
     let mut batches = Vec::new();
     for msg in ["before", long.as_str(), "", "after"] {
-        batches.extend(batcher.push(LogEvent {
-            timestamp_ms: t,
-            message: msg.to_owned(),
-        }));
+        batches.extend(batcher.push_message(t, msg));
     }
     batches.extend(batcher.take());
-    assert_eq!(batcher.split(), 1);
     let rx = never();
     for b in batches {
         let out = sink.put(&b, &rx).await.expect("put");
-        assert!(!out.is_rejected());
+        assert!(out.refused.is_empty());
     }
     let got = read_stream(&sdk, "sinks-long", "s").await;
     assert_eq!(got.first().map(String::as_str), Some("before"));
@@ -298,7 +296,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
         .put(&EventBatch::from(batch.clone()), &rx)
         .await
         .expect("put");
-    assert!(!out.is_rejected());
+    assert!(out.refused.is_empty());
     assert_eq!(out.calls, 1);
     assert!(out.retries >= 5, "{} retries", out.retries);
     let want: Vec<String> = batch.iter().map(|e| e.message.clone()).collect();
@@ -379,7 +377,7 @@ async fn a_refused_batch_is_split_until_only_the_events_cloudwatch_refuses_are_d
         .put(&EventBatch::from(batch.clone()), &rx)
         .await
         .expect("put");
-    assert!(out.is_rejected());
+    assert!(!out.refused.is_empty());
     assert_eq!(
         out.refused,
         vec![11, 40],

@@ -30,9 +30,7 @@ use aws_sdk_cloudwatchlogs::types::{LogGroupClass, RejectedLogEventsInfo};
 use bytes::Bytes;
 use tracing::{error, info, warn};
 
-pub use self::stream_name::{
-    Host, check_stream_name, expand_stream_name, hostname, resolve_stream_name,
-};
+pub use self::stream_name::{Host, check_stream_name, expand_stream_name, hostname};
 use self::wire::{BodyWriter, ReplaceBody, choose_writer, to_input};
 use crate::config::LogsConfig;
 use crate::shutdown::{Aborted, Shutdown};
@@ -122,11 +120,6 @@ pub struct PutOutcome {
 }
 
 impl PutOutcome {
-    /// Whether CloudWatch refused some of the events.
-    pub fn is_rejected(&self) -> bool {
-        !self.refused.is_empty()
-    }
-
     /// The indices of the events CloudWatch did not store (refused or skipped), each once, in order.
     pub fn not_stored(&self) -> Vec<usize> {
         let mut all = self.skipped.indices();
@@ -158,14 +151,6 @@ pub struct LogsSink {
 }
 
 impl LogsSink {
-    /// A sink for `[logs]`, with `log_stream_name`'s placeholders resolved: `{hostname}` from the kernel,
-    /// `{instance_id}` from IMDS (the hostname when IMDS is disabled or does not answer). Fails when the
-    /// resolved name is not a valid stream name.
-    pub async fn new(sdk: &SdkConfig, logs: &LogsConfig) -> anyhow::Result<LogsSink> {
-        let stream = resolve_stream_name(&logs.log_stream_name, sdk).await?;
-        Ok(LogsSink::with_stream_name(sdk, logs, stream))
-    }
-
     /// A sink writing to `stream` (used as is) in `logs.log_group_name`.
     pub fn with_stream_name(sdk: &SdkConfig, logs: &LogsConfig, stream: String) -> LogsSink {
         let conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
@@ -196,10 +181,6 @@ impl LogsSink {
     pub fn with_sdk_serializer(mut self) -> LogsSink {
         self.writer = BodyWriter::Sdk;
         self
-    }
-
-    pub fn group(&self) -> &str {
-        &self.group
     }
 
     /// The resolved stream name.

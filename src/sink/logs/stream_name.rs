@@ -74,23 +74,6 @@ impl Host {
     }
 }
 
-/// Resolves `{hostname}` and `{instance_id}` in `template` and checks the result is a valid stream name.
-pub async fn resolve_stream_name(template: &str, sdk: &SdkConfig) -> anyhow::Result<String> {
-    let host = if template.contains("{instance_id}") {
-        Host::discover(sdk).await
-    } else {
-        Host {
-            hostname: if template.contains("{hostname}") {
-                hostname()
-            } else {
-                String::new()
-            },
-            instance_id: None,
-        }
-    };
-    host.stream_name(template)
-}
-
 /// `template` with `{hostname}` replaced by `hostname` and `{instance_id}` by `instance_id` (the hostname
 /// when `None`).
 pub fn expand_stream_name(template: &str, hostname: &str, instance_id: Option<&str>) -> String {
@@ -205,14 +188,17 @@ mod tests {
         assert!(!h.is_empty() && !h.contains('\n'));
     }
 
-    #[tokio::test]
-    async fn a_template_without_placeholders_is_used_as_is_and_a_bad_one_is_refused() {
-        let sdk = SdkConfig::builder().build();
+    #[test]
+    fn a_template_without_placeholders_is_used_as_is_and_a_bad_one_is_refused() {
+        let host = Host {
+            hostname: "web1".into(),
+            instance_id: None,
+        };
         assert_eq!(
-            resolve_stream_name("my-stream", &sdk).await.ok().as_deref(),
+            host.stream_name("my-stream").ok().as_deref(),
             Some("my-stream")
         );
-        let err = resolve_stream_name("bad:name", &sdk).await.unwrap_err();
+        let err = host.stream_name("bad:name").unwrap_err();
         assert!(err.to_string().contains("`logs.log_stream_name`"), "{err}");
     }
 

@@ -43,7 +43,7 @@ pub(crate) async fn choose_writer(client: &Client) -> BodyWriter {
         Err(why) => {
             warn!(
                 reason = %why,
-                "the AWS SDK no longer writes PutLogEvents as sshwatch does; using the SDK's serializer (more CPU per line)"
+                "the AWS SDK no longer writes PutLogEvents as sshwatch does ({why}); every call goes through the SDK's own serializer from now on (more CPU per line, nothing else changes)"
             );
             BodyWriter::Sdk
         }
