@@ -4,10 +4,13 @@
 //! # Layout
 //!
 //! ```text
-//! source (tail file / journal) ─▶ classify (filter patterns) ─┬─▶ sink::logs    ─▶ PutLogEvents
-//!                                                             └─▶ counter ─▶ sink::metrics ─▶ PutMetricData
+//! source (file / journal) ─▶ tally (filters, minutes) ─▶ batches ─▶ sink::logs ─▶ PutLogEvents
+//!                                                          │ accepted counts
+//!                                 checkpoint ◀── ledger ◀──┘ ─▶ due minutes ─▶ sink::publish ─▶ EMF or PutMetricData
 //! config ─▶ daemon wires it all · health talks to systemd · bootstrap creates alarms
 //! ```
+//!
+//! ARCHITECTURE.md has the delivery protocol and the invariants.
 //!
 //! - [`pattern`]: the CloudWatch filter-pattern language; pure and total.
 //! - [`classify`]: all configured patterns compiled together.
@@ -16,7 +19,7 @@
 //! - [`source`]: the only code that reads the log (file tail, journal) and the checkpoint.
 //! - [`tally`]: what events mean (repeat expansion, filters, near misses, per-minute counts); pure.
 //! - [`counter`]: pure per-minute counts.
-//! - [`sink`]: the only code that calls PutLogEvents and PutMetricData.
+//! - [`sink`]: the only code that calls PutLogEvents and PutMetricData (and writes EMF events).
 //! - [`daemon`]: `run`, the long-running service; [`shutdown`] is the one stop signal of its tasks;
 //!   [`health`] talks to systemd; [`memory`] hands memory freed after a burst back to the system.
 //! - [`format`], [`detector`], [`repeat`]: log-format detection, the silent-miss detector,
