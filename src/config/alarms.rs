@@ -1,9 +1,10 @@
-//! `[[alarms]]`, `[notifications]`, `[heartbeat]` and `[dashboard]`: what `sshwatch bootstrap` creates.
+//! `[[alarms]]`: the CloudWatch alarms `sshwatch bootstrap` puts, keyed like `put-metric-alarm`'s
+//! arguments, with the seed's three as defaults.
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, ErrorSite, MetricFilter, MetricsConfig};
+use crate::config::{ConfigError, ErrorSite, MetricFilter, Notifications};
 
 /// One CloudWatch alarm, keyed like `put-metric-alarm`'s arguments.
 ///
@@ -113,69 +114,6 @@ impl TreatMissingData {
     }
 }
 
-/// Where alarms send notifications: every alarm without its own `alarm_actions`
-/// (and the heartbeat alarm) notifies this topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notifications {
-    /// Use an existing topic.
-    TopicArn(String),
-    /// Create the topic (if missing) and, with `email`, an email subscription.
-    CreateTopic { name: String, email: Option<String> },
-}
-
-/// The heartbeat alarm: fires when a host stops publishing the heartbeat metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatConfig {
-    /// Whether `bootstrap` puts the alarm (false when `metrics.heartbeat_metric` is off).
-    pub alarm: bool,
-    pub alarm_name: String,
-    /// How many consecutive minutes without a heartbeat fire the alarm.
-    pub missing_minutes: i32,
-}
-
-/// Fewest silent minutes the heartbeat alarm may fire on: the newest minute is
-/// always still missing when CloudWatch evaluates (it is published after the
-/// minute ends plus `grace_seconds`), so 1 or 2 would fire on a healthy host.
-pub(crate) const MIN_HEARTBEAT_MISSING_MINUTES: i64 = 3;
-/// Default silent minutes before the heartbeat alarm fires.
-pub(crate) const DEFAULT_HEARTBEAT_MISSING_MINUTES: i32 = 5;
-
-impl HeartbeatConfig {
-    /// The heartbeat alarm, or `None` when it is off.
-    ///
-    /// It watches the `SampleCount` of the heartbeat metric, which is 1 for
-    /// every minute the daemon published (even when it read no line), so only
-    /// missing minutes breach: `LessThanThreshold 1` with missing data treated
-    /// as breaching, `missing_minutes` out of `missing_minutes` minutes.
-    pub fn to_alarm(&self, metrics: &MetricsConfig) -> Option<Alarm> {
-        let metric = metrics.heartbeat_metric.as_ref().filter(|_| self.alarm)?;
-        Some(Alarm {
-            alarm_name: self.alarm_name.clone(),
-            alarm_description: Some(format!(
-                "sshwatch: no `{metric}` heartbeat in `{}` for {} minutes: the daemon is down, stuck or cannot reach CloudWatch",
-                metrics.namespace, self.missing_minutes
-            )),
-            metric_name: metric.clone(),
-            metric_namespace: metrics.namespace.clone(),
-            statistic: Statistic::SampleCount,
-            period: 60,
-            evaluation_periods: self.missing_minutes,
-            datapoints_to_alarm: self.missing_minutes,
-            threshold: 1.0,
-            comparison_operator: ComparisonOperator::LessThanThreshold,
-            treat_missing_data: TreatMissingData::Breaching,
-            alarm_actions: Vec::new(),
-        })
-    }
-}
-
-/// The CloudWatch dashboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DashboardConfig {
-    pub enabled: bool,
-    pub dashboard_name: String,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlarm {
@@ -193,29 +131,6 @@ pub(crate) struct RawAlarm {
     alarm_actions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawNotifications {
-    sns_topic_arn: Option<Spanned<String>>,
-    sns_topic_name: Option<Spanned<String>>,
-    email: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeartbeat {
-    alarm: Option<Spanned<bool>>,
-    alarm_name: Option<Spanned<String>>,
-    missing_minutes: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDashboard {
-    enabled: Option<bool>,
-    dashboard_name: Option<Spanned<String>>,
-}
-
 /// The seed's three alarms: `(alarm_name, metric_name)`.
 pub(crate) const SEED_ALARMS: [(&str, &str); 3] = [
     ("FailedPasswordMetricsAlarm", "FailedPasswordMetrics"),
@@ -224,93 +139,14 @@ pub(crate) const SEED_ALARMS: [(&str, &str); 3] = [
 ];
 
 /// CloudWatch's limit on `Period × EvaluationPeriods` (one day).
-const MAX_EVALUATION_SECONDS: i64 = 86_400;
+pub(crate) const MAX_EVALUATION_SECONDS: i64 = 86_400;
 /// CloudWatch's limit on actions per alarm state.
 const MAX_ACTIONS: usize = 5;
 /// CloudWatch's limit on alarm names and descriptions.
-const MAX_ALARM_NAME: usize = 255;
+pub(crate) const MAX_ALARM_NAME: usize = 255;
 const MAX_ALARM_DESCRIPTION: usize = 1024;
 
-pub(crate) fn check_notifications(
-    raw: Option<RawNotifications>,
-    site: &ErrorSite<'_>,
-) -> Result<Option<Notifications>, ConfigError> {
-    let Some(raw) = raw else { return Ok(None) };
-    match (raw.sns_topic_arn, raw.sns_topic_name) {
-        (Some(arn), None) => {
-            if let Some(email) = &raw.email {
-                return Err(site.error(
-                    "notifications.email",
-                    Some(email.span()),
-                    "`email` needs `sns_topic_name` (sshwatch subscribes it to the topic it creates)",
-                ));
-            }
-            let v = arn.get_ref();
-            let parts: Vec<&str> = v.split(':').collect();
-            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
-                return Err(site.error(
-                    "notifications.sns_topic_arn",
-                    Some(arn.span()),
-                    format!("`{v}` is not an SNS topic ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`)"),
-                ));
-            }
-            Ok(Some(Notifications::TopicArn(arn.into_inner())))
-        }
-        (None, Some(name)) => {
-            let n = name.get_ref();
-            if !valid_topic_name(n) {
-                return Err(site.error(
-                    "notifications.sns_topic_name",
-                    Some(name.span()),
-                    format!("`{n}` must be 1 to 256 characters of `[A-Za-z0-9_-]`"),
-                ));
-            }
-            let email = match raw.email {
-                Some(e) if !valid_email(e.get_ref()) => {
-                    return Err(site.error(
-                        "notifications.email",
-                        Some(e.span()),
-                        format!("`{}` is not an email address", e.get_ref()),
-                    ));
-                }
-                Some(e) => Some(e.into_inner()),
-                None => None,
-            };
-            Ok(Some(Notifications::CreateTopic { name: n.clone(), email }))
-        }
-        (Some(arn), Some(_)) => Err(site.error(
-            "notifications.sns_topic_arn",
-            Some(arn.span()),
-            "give either `sns_topic_arn` or `sns_topic_name`, not both",
-        )),
-        (None, None) => Err(site.error(
-            "notifications.sns_topic_arn",
-            None,
-            "missing topic: `[notifications]` needs `sns_topic_arn` (an existing topic), or `sns_topic_name` (and optionally `email`) for a topic sshwatch creates",
-        )),
-    }
-}
-
-fn valid_topic_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 256
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn valid_email(e: &str) -> bool {
-    match e.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.contains('@')
-                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
-    }
-}
-
-fn check_range(
+pub(crate) fn check_range(
     v: &Spanned<i64>,
     key: &str,
     range: std::ops::RangeInclusive<i64>,
@@ -513,86 +349,6 @@ fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
         treat_missing_data: TreatMissingData::Missing,
         alarm_actions: Vec::new(),
     }
-}
-
-pub(crate) fn check_heartbeat(
-    raw: RawHeartbeat,
-    metrics: &MetricsConfig,
-    site: &ErrorSite<'_>,
-) -> Result<HeartbeatConfig, ConfigError> {
-    let alarm_name = match raw.alarm_name {
-        Some(n)
-            if n.get_ref().is_empty()
-                || n.get_ref().len() > MAX_ALARM_NAME
-                || n.get_ref().chars().any(char::is_control) =>
-        {
-            return Err(site.error(
-                "heartbeat.alarm_name",
-                Some(n.span()),
-                format!(
-                    "`{}` must be 1 to {MAX_ALARM_NAME} printable characters",
-                    n.get_ref()
-                ),
-            ));
-        }
-        Some(n) => n.into_inner(),
-        None => "SSHWatchHeartbeatAlarm".to_string(),
-    };
-    let missing_minutes = match &raw.missing_minutes {
-        None => DEFAULT_HEARTBEAT_MISSING_MINUTES,
-        Some(m) => check_range(
-            m,
-            "heartbeat.missing_minutes",
-            MIN_HEARTBEAT_MISSING_MINUTES..=MAX_EVALUATION_SECONDS / 60,
-            "must be between 3 and 1440 (the newest minute is always still missing when CloudWatch evaluates)",
-            site,
-        )?,
-    };
-    // An alarm on a heartbeat nobody publishes would always be in ALARM.
-    let alarm = match raw.alarm {
-        Some(a) if *a.get_ref() && metrics.heartbeat_metric.is_none() => {
-            return Err(site.error(
-                "heartbeat.alarm",
-                Some(a.span()),
-                "needs a heartbeat: `metrics.heartbeat_metric` is off (\"\"); set `alarm = false` or name the metric",
-            ));
-        }
-        Some(a) => *a.get_ref(),
-        None => metrics.heartbeat_metric.is_some(),
-    };
-    Ok(HeartbeatConfig {
-        alarm,
-        alarm_name,
-        missing_minutes,
-    })
-}
-
-pub(crate) fn check_dashboard(
-    raw: RawDashboard,
-    site: &ErrorSite<'_>,
-) -> Result<DashboardConfig, ConfigError> {
-    let dashboard_name = match raw.dashboard_name {
-        Some(n) => {
-            let v = n.get_ref();
-            let ok = !v.is_empty()
-                && v.len() <= 255
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !ok {
-                return Err(site.error(
-                    "dashboard.dashboard_name",
-                    Some(n.span()),
-                    format!("`{v}` must be 1 to 255 characters of `[A-Za-z0-9_-]`"),
-                ));
-            }
-            v.clone()
-        }
-        None => "sshwatch".to_string(),
-    };
-    Ok(DashboardConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        dashboard_name,
-    })
 }
 
 #[cfg(test)]

@@ -4,25 +4,33 @@
 //! and, when the file has it, the line, and maps to exit status 78 (`EX_CONFIG`).
 
 mod alarms;
-mod daemon;
+mod aws;
+mod dashboard;
+mod detector;
 mod filters;
+mod heartbeat;
+mod logs;
+mod metrics;
+mod notifications;
+mod source;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use self::alarms::{
-    Alarm, ComparisonOperator, DashboardConfig, HeartbeatConfig, Notifications, Statistic,
-    TreatMissingData,
-};
-pub use self::daemon::{
-    AwsConfig, DetectorConfig, LogGroupClass, LogsConfig, MetricsConfig, MetricsTransport,
-    SourceConfig, StartPosition,
-};
+pub use self::alarms::{Alarm, ComparisonOperator, Statistic, TreatMissingData};
+pub use self::aws::AwsConfig;
+pub use self::dashboard::DashboardConfig;
+pub use self::detector::DetectorConfig;
 pub use self::filters::{
     DEFAULT_NAMESPACE, MetricFilter, MetricValue, SEED_FILTERS, default_metric_filters,
 };
+pub use self::heartbeat::HeartbeatConfig;
+pub use self::logs::{LogGroupClass, LogsConfig};
+pub use self::metrics::{MetricsConfig, MetricsTransport};
+pub use self::notifications::Notifications;
+pub use self::source::{SourceConfig, StartPosition};
 
 /// Exit status for configuration errors (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;
@@ -113,22 +121,22 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    source: daemon::RawSource,
+    source: source::RawSource,
     #[serde(default)]
-    aws: daemon::RawAws,
+    aws: aws::RawAws,
     #[serde(default)]
-    logs: daemon::RawLogs,
+    logs: logs::RawLogs,
     #[serde(default)]
-    metrics: daemon::RawMetrics,
+    metrics: metrics::RawMetrics,
     #[serde(default)]
-    detector: daemon::RawDetector,
+    detector: detector::RawDetector,
     metric_filters: Option<Vec<filters::RawMetricFilter>>,
     alarms: Option<Vec<alarms::RawAlarm>>,
-    notifications: Option<alarms::RawNotifications>,
+    notifications: Option<notifications::RawNotifications>,
     #[serde(default)]
-    heartbeat: alarms::RawHeartbeat,
+    heartbeat: heartbeat::RawHeartbeat,
     #[serde(default)]
-    dashboard: alarms::RawDashboard,
+    dashboard: dashboard::RawDashboard,
 }
 
 impl Config {
@@ -181,16 +189,16 @@ impl Config {
             site.error(key, inner.span(), inner.message().trim().to_string())
         })?;
 
-        let source = daemon::check_source(raw.source, &site)?;
-        let aws = daemon::check_aws(raw.aws, &site)?;
-        let logs = daemon::check_logs(raw.logs, &site)?;
-        let metrics = daemon::check_metrics(raw.metrics, &site)?;
-        let detector = daemon::check_detector(raw.detector, &site)?;
+        let source = source::check_source(raw.source, &site)?;
+        let aws = aws::check_aws(raw.aws, &site)?;
+        let logs = logs::check_logs(raw.logs, &site)?;
+        let metrics = metrics::check_metrics(raw.metrics, &site)?;
+        let detector = detector::check_detector(raw.detector, &site)?;
         let metric_filters = filters::check_metric_filters(raw.metric_filters, &site)?;
-        let notifications = alarms::check_notifications(raw.notifications, &site)?;
+        let notifications = notifications::check_notifications(raw.notifications, &site)?;
         let alarms =
             alarms::check_alarms(raw.alarms, &metric_filters, notifications.as_ref(), &site)?;
-        let heartbeat = alarms::check_heartbeat(raw.heartbeat, &metrics, &site)?;
+        let heartbeat = heartbeat::check_heartbeat(raw.heartbeat, &metrics, &site)?;
         if metrics.transport == MetricsTransport::Emf
             && logs.log_group_class == LogGroupClass::InfrequentAccess
         {
@@ -200,7 +208,7 @@ impl Config {
                 "`emf` needs a STANDARD log group (CloudWatch extracts no metrics in the Infrequent Access class); set `logs.log_group_class = \"STANDARD\"` or `metrics.transport = \"put_metric_data\"`",
             ));
         }
-        let dashboard = alarms::check_dashboard(raw.dashboard, &site)?;
+        let dashboard = dashboard::check_dashboard(raw.dashboard, &site)?;
 
         Ok(Config {
             path: path.map(Path::to_path_buf),
