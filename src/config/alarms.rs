@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::spelling::api_enum;
 use crate::config::{ConfigError, ErrorSite, MetricFilter, Notifications};
 
 /// One CloudWatch alarm, keyed like `put-metric-alarm`'s arguments.
@@ -38,49 +39,29 @@ impl Alarm {
     }
 }
 
-/// CloudWatch statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Statistic {
-    SampleCount,
-    Average,
-    Sum,
-    Minimum,
-    Maximum,
-}
-
-impl Statistic {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Statistic::SampleCount => "SampleCount",
-            Statistic::Average => "Average",
-            Statistic::Sum => "Sum",
-            Statistic::Minimum => "Minimum",
-            Statistic::Maximum => "Maximum",
-        }
+api_enum! {
+    /// CloudWatch statistics (PutMetricAlarm, `Statistic`).
+    pub enum Statistic {
+        SampleCount = "SampleCount",
+        Average = "Average",
+        Sum = "Sum",
+        Minimum = "Minimum",
+        Maximum = "Maximum",
     }
 }
 
-/// CloudWatch comparison operators (the static-threshold ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ComparisonOperator {
-    GreaterThanOrEqualToThreshold,
-    GreaterThanThreshold,
-    LessThanThreshold,
-    LessThanOrEqualToThreshold,
+api_enum! {
+    /// CloudWatch comparison operators: the static-threshold ones of PutMetricAlarm's
+    /// `ComparisonOperator`.
+    pub enum ComparisonOperator {
+        GreaterThanOrEqualToThreshold = "GreaterThanOrEqualToThreshold",
+        GreaterThanThreshold = "GreaterThanThreshold",
+        LessThanThreshold = "LessThanThreshold",
+        LessThanOrEqualToThreshold = "LessThanOrEqualToThreshold",
+    }
 }
 
 impl ComparisonOperator {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComparisonOperator::GreaterThanOrEqualToThreshold => "GreaterThanOrEqualToThreshold",
-            ComparisonOperator::GreaterThanThreshold => "GreaterThanThreshold",
-            ComparisonOperator::LessThanThreshold => "LessThanThreshold",
-            ComparisonOperator::LessThanOrEqualToThreshold => "LessThanOrEqualToThreshold",
-        }
-    }
-
     /// The operator as a symbol, for labels (`>`, `>=`, `<`, `<=`).
     pub fn symbol(self) -> &'static str {
         match self {
@@ -92,25 +73,13 @@ impl ComparisonOperator {
     }
 }
 
-/// How an alarm treats missing datapoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TreatMissingData {
-    Missing,
-    NotBreaching,
-    Breaching,
-    Ignore,
-}
-
-impl TreatMissingData {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TreatMissingData::Missing => "missing",
-            TreatMissingData::NotBreaching => "notBreaching",
-            TreatMissingData::Breaching => "breaching",
-            TreatMissingData::Ignore => "ignore",
-        }
+api_enum! {
+    /// How an alarm treats missing datapoints (PutMetricAlarm, `TreatMissingData`).
+    pub enum TreatMissingData {
+        Missing = "missing",
+        NotBreaching = "notBreaching",
+        Breaching = "breaching",
+        Ignore = "ignore",
     }
 }
 

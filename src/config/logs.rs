@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::spelling::api_enum;
 use crate::config::{ConfigError, ErrorSite};
 
 /// The CloudWatch Logs destination.
@@ -21,22 +22,11 @@ pub struct LogsConfig {
     pub force_flush_interval: Duration,
 }
 
-/// CloudWatch Logs log group classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum LogGroupClass {
-    #[serde(rename = "STANDARD")]
-    Standard,
-    #[serde(rename = "INFREQUENT_ACCESS")]
-    InfrequentAccess,
-}
-
-impl LogGroupClass {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogGroupClass::Standard => "STANDARD",
-            LogGroupClass::InfrequentAccess => "INFREQUENT_ACCESS",
-        }
+api_enum! {
+    /// CloudWatch Logs log group classes (CreateLogGroup, `logGroupClass`).
+    pub enum LogGroupClass {
+        Standard = "STANDARD",
+        InfrequentAccess = "INFREQUENT_ACCESS",
     }
 }
 

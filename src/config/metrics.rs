@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::spelling::api_enum;
 use crate::config::{ConfigError, ErrorSite};
 
 /// Per-minute metrics.
@@ -27,15 +28,15 @@ pub struct MetricsConfig {
     pub transport: MetricsTransport,
 }
 
-/// How per-minute counts reach CloudWatch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricsTransport {
-    /// One PutMetricData call per minute.
-    PutMetricData,
-    /// One embedded metric format event per minute, in its own stream of the log group, sent with
-    /// PutLogEvents.
-    Emf,
+api_enum! {
+    /// How per-minute counts reach CloudWatch.
+    pub enum MetricsTransport {
+        /// One PutMetricData call per minute.
+        PutMetricData = "put_metric_data",
+        /// One embedded metric format event per minute, in its own stream of the log group, sent with
+        /// PutLogEvents.
+        Emf = "emf",
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

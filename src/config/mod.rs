@@ -13,6 +13,7 @@ mod logs;
 mod metrics;
 mod notifications;
 mod source;
+mod spelling;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::spelling::api_enum;
 use crate::config::{ConfigError, ErrorSite};
 
 /// Where the lines come from.
@@ -26,14 +27,14 @@ pub struct SourceConfig {
     pub poll_interval: Duration,
 }
 
-/// Where to start reading a file that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartPosition {
-    /// Ship the file's existing content too.
-    Beginning,
-    /// Only what is appended from now on (old content: `sshwatch replay`).
-    End,
+api_enum! {
+    /// Where to start reading a file that has no checkpoint yet.
+    pub enum StartPosition {
+        /// Ship the file's existing content too.
+        Beginning = "beginning",
+        /// Only what is appended from now on (old content: `sshwatch replay`).
+        End = "end",
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
