@@ -4,8 +4,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::checks::{Chars, Entry, MAX_CLOUDWATCH_NAME, NameRule, Unique};
 use crate::config::spelling::api_enum;
-use crate::config::{ConfigError, ErrorSite, MetricFilter, Notifications};
+use crate::config::{ConfigError, ErrorSite, MetricFilter};
 
 /// One CloudWatch alarm, keyed like `put-metric-alarm`'s arguments.
 ///
@@ -101,206 +102,62 @@ pub(crate) struct RawAlarm {
 }
 
 /// The seed's three alarms: `(alarm_name, metric_name)`.
-pub(crate) const SEED_ALARMS: [(&str, &str); 3] = [
+const SEED_ALARMS: [(&str, &str); 3] = [
     ("FailedPasswordMetricsAlarm", "FailedPasswordMetrics"),
     ("InvalidUserMetricsAlarm", "InvalidUserMetrics"),
     ("ClosedConnectionMetricsAlarm", "ClosedConnectionMetrics"),
 ];
 
-/// CloudWatch's limit on `Period × EvaluationPeriods` (one day).
-pub(crate) const MAX_EVALUATION_SECONDS: i64 = 86_400;
-/// CloudWatch's limit on actions per alarm state.
+/// The period of every metric sshwatch publishes, in seconds: one minute. An alarm's period is a
+/// whole number of them (PutMetricAlarm itself takes 10, 30 or any multiple of 60 seconds).
+pub(crate) const MINUTE_SECONDS: i32 = 60;
+/// The longest span an alarm may evaluate, in seconds: `Period × EvaluationPeriods` is at most one
+/// day (CloudWatch API Reference, PutMetricAlarm, `EvaluationPeriods`).
+pub(crate) const MAX_EVALUATION_SECONDS: i32 = 86_400;
+/// The most actions an alarm state may have (CloudWatch API Reference, PutMetricAlarm,
+/// `AlarmActions`).
 const MAX_ACTIONS: usize = 5;
-/// CloudWatch's limit on alarm names and descriptions.
-pub(crate) const MAX_ALARM_NAME: usize = 255;
+/// The longest alarm description (CloudWatch API Reference, PutMetricAlarm, `AlarmDescription`).
 const MAX_ALARM_DESCRIPTION: usize = 1024;
+/// The name and namespace of the metric an alarm watches: PutMetricAlarm bounds their length alone,
+/// and the metric may be one sshwatch does not publish.
+const WATCHED_METRIC: NameRule = NameRule::new(MAX_CLOUDWATCH_NAME, Chars::Any);
 
-pub(crate) fn check_range(
-    v: &Spanned<i64>,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-    message: &str,
-    site: &ErrorSite<'_>,
-) -> Result<i32, ConfigError> {
-    let n = *v.get_ref();
-    if !range.contains(&n) {
-        return Err(site.error(key, Some(v.span()), format!("{n}: {message}")));
-    }
-    // The ranges checked here all fit in an i32.
-    Ok(n as i32)
-}
+/// The seed's alarm, and what an `[[alarms]]` entry leaves out: the per-minute `Sum` above 5, one
+/// breaching minute out of one, missing data neither good nor bad.
+const DEFAULT_STATISTIC: Statistic = Statistic::Sum;
+const DEFAULT_EVALUATION_PERIODS: i32 = 1;
+const DEFAULT_THRESHOLD: f64 = 5.0;
+const DEFAULT_COMPARISON_OPERATOR: ComparisonOperator = ComparisonOperator::GreaterThanThreshold;
+const DEFAULT_TREAT_MISSING_DATA: TreatMissingData = TreatMissingData::Missing;
 
 pub(crate) fn check_alarms(
     raw: Option<Vec<RawAlarm>>,
     filters: &[MetricFilter],
-    _notifications: Option<&Notifications>,
     site: &ErrorSite<'_>,
 ) -> Result<Vec<Alarm>, ConfigError> {
-    let namespace_of = |metric: &str| {
-        filters
-            .iter()
-            .find(|f| f.metric_name == metric)
-            .map(|f| f.metric_namespace.clone())
-    };
     let Some(raw) = raw else {
         // The seed's alarms, for those of its metrics the configured filters publish.
         return Ok(SEED_ALARMS
             .iter()
-            .filter_map(|(alarm, metric)| Some(seed_alarm(alarm, metric, namespace_of(metric)?)))
+            .filter_map(|(alarm, metric)| {
+                Some(seed_alarm(alarm, metric, namespace_of(filters, metric)?))
+            })
             .collect());
     };
-    let mut out: Vec<Alarm> = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("alarms[{i}].{field}");
-        let name = r.alarm_name.get_ref().clone();
-        if name.is_empty() || name.len() > MAX_ALARM_NAME || name.chars().any(char::is_control) {
-            return Err(site.error(
-                key("alarm_name"),
-                Some(r.alarm_name.span()),
-                format!("`{name}` must be 1 to {MAX_ALARM_NAME} printable characters"),
-            ));
-        }
-        if out.iter().any(|a| a.alarm_name == name) {
-            return Err(site.error(
-                key("alarm_name"),
-                Some(r.alarm_name.span()),
-                format!("duplicate alarm name `{name}`"),
-            ));
-        }
-        let alarm_description = match r.alarm_description {
-            Some(d) if d.get_ref().len() > MAX_ALARM_DESCRIPTION => {
-                return Err(site.error(
-                    key("alarm_description"),
-                    Some(d.span()),
-                    format!("must be at most {MAX_ALARM_DESCRIPTION} characters"),
-                ));
-            }
-            Some(d) if d.get_ref().is_empty() => None,
-            Some(d) => Some(d.into_inner()),
-            None => None,
-        };
-        let metric_name = r.metric_name.get_ref().clone();
-        if metric_name.is_empty() || metric_name.len() > 255 {
-            return Err(site.error(
-                key("metric_name"),
-                Some(r.metric_name.span()),
-                format!("`{metric_name}` must be 1 to 255 characters"),
-            ));
-        }
-        let metric_namespace = match r.metric_namespace {
-            Some(ns) if ns.get_ref().is_empty() || ns.get_ref().len() > 255 => {
-                return Err(site.error(
-                    key("metric_namespace"),
-                    Some(ns.span()),
-                    format!("`{}` must be 1 to 255 characters", ns.get_ref()),
-                ));
-            }
-            Some(ns) => ns.into_inner(),
-            None => namespace_of(&metric_name).ok_or_else(|| {
-                site.error(
-                    key("metric_namespace"),
-                    Some(r.metric_name.span()),
-                    format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
-                )
-            })?,
-        };
-        let period = match &r.period {
-            None => 60,
-            Some(p) if *p.get_ref() % 60 != 0 => {
-                return Err(site.error(
-                    key("period"),
-                    Some(p.span()),
-                    format!(
-                        "{} is not a multiple of 60 (the metrics are published per minute)",
-                        p.get_ref()
-                    ),
-                ));
-            }
-            Some(p) => check_range(
-                p,
-                &key("period"),
-                60..=MAX_EVALUATION_SECONDS,
-                "must be a multiple of 60 between 60 and 86400",
-                site,
-            )?,
-        };
-        let evaluation_periods = match &r.evaluation_periods {
-            None => 1,
-            Some(e) => check_range(
-                e,
-                &key("evaluation_periods"),
-                1..=MAX_EVALUATION_SECONDS / i64::from(period),
-                "must be at least 1, with period × evaluation_periods at most 86400",
-                site,
-            )?,
-        };
-        let datapoints_to_alarm = match &r.datapoints_to_alarm {
-            None => evaluation_periods,
-            Some(d) => check_range(
-                d,
-                &key("datapoints_to_alarm"),
-                1..=i64::from(evaluation_periods),
-                "must be between 1 and `evaluation_periods`",
-                site,
-            )?,
-        };
-        let threshold = match r.threshold {
-            None => 5.0,
-            Some(t) if !t.get_ref().is_finite() => {
-                return Err(site.error(
-                    key("threshold"),
-                    Some(t.span()),
-                    "must be a finite number",
-                ));
-            }
-            Some(t) => *t.get_ref(),
-        };
-        let mut alarm_actions = Vec::new();
-        if let Some(actions) = r.alarm_actions {
-            let span = actions.span();
-            for a in actions.into_inner() {
-                if !a.get_ref().starts_with("arn:") || a.get_ref().split(':').count() < 6 {
-                    return Err(site.error(
-                        key("alarm_actions"),
-                        Some(a.span()),
-                        format!("`{}` is not an ARN", a.get_ref()),
-                    ));
-                }
-                if alarm_actions.contains(a.get_ref()) {
-                    return Err(site.error(
-                        key("alarm_actions"),
-                        Some(a.span()),
-                        format!("`{}` is listed twice", a.get_ref()),
-                    ));
-                }
-                alarm_actions.push(a.into_inner());
-            }
-            if alarm_actions.len() > MAX_ACTIONS {
-                return Err(site.error(
-                    key("alarm_actions"),
-                    Some(span),
-                    format!("at most {MAX_ACTIONS} actions (CloudWatch's limit)"),
-                ));
-            }
-        }
-        out.push(Alarm {
-            alarm_name: name,
-            alarm_description,
-            metric_name,
-            metric_namespace,
-            statistic: r.statistic.unwrap_or(Statistic::Sum),
-            period,
-            evaluation_periods,
-            datapoints_to_alarm,
-            threshold,
-            comparison_operator: r
-                .comparison_operator
-                .unwrap_or(ComparisonOperator::GreaterThanThreshold),
-            treat_missing_data: r.treat_missing_data.unwrap_or(TreatMissingData::Missing),
-            alarm_actions,
-        });
-    }
-    Ok(out)
+    let mut names = Unique::new("alarm name");
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| check_alarm(Entry::new("alarms", i), r, filters, &mut names, site))
+        .collect()
+}
+
+/// The namespace of the first filter that publishes `metric`.
+fn namespace_of(filters: &[MetricFilter], metric: &str) -> Option<String> {
+    filters
+        .iter()
+        .find(|f| f.metric_name == metric)
+        .map(|f| f.metric_namespace.clone())
 }
 
 fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
@@ -309,27 +166,187 @@ fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
         alarm_description: None,
         metric_name: metric.to_string(),
         metric_namespace: namespace,
-        statistic: Statistic::Sum,
-        period: 60,
-        evaluation_periods: 1,
-        datapoints_to_alarm: 1,
-        threshold: 5.0,
-        comparison_operator: ComparisonOperator::GreaterThanThreshold,
-        treat_missing_data: TreatMissingData::Missing,
+        statistic: DEFAULT_STATISTIC,
+        period: MINUTE_SECONDS,
+        evaluation_periods: DEFAULT_EVALUATION_PERIODS,
+        datapoints_to_alarm: DEFAULT_EVALUATION_PERIODS,
+        threshold: DEFAULT_THRESHOLD,
+        comparison_operator: DEFAULT_COMPARISON_OPERATOR,
+        treat_missing_data: DEFAULT_TREAT_MISSING_DATA,
         alarm_actions: Vec::new(),
     }
 }
 
+fn check_alarm(
+    entry: Entry,
+    raw: RawAlarm,
+    filters: &[MetricFilter],
+    names: &mut Unique,
+    site: &ErrorSite<'_>,
+) -> Result<Alarm, ConfigError> {
+    let alarm_name = site.name(
+        &entry.key("alarm_name"),
+        &raw.alarm_name,
+        NameRule::CLOUDWATCH,
+    )?;
+    site.unique(
+        &entry.key("alarm_name"),
+        names,
+        &alarm_name,
+        &raw.alarm_name,
+    )?;
+    let alarm_description = match &raw.alarm_description {
+        Some(d) => check_description(&entry.key("alarm_description"), d, site)?,
+        None => None,
+    };
+    let metric_name = site.name(&entry.key("metric_name"), &raw.metric_name, WATCHED_METRIC)?;
+    let metric_namespace = match &raw.metric_namespace {
+        Some(ns) => site.name(&entry.key("metric_namespace"), ns, WATCHED_METRIC)?,
+        None => namespace_of(filters, &metric_name).ok_or_else(|| {
+            site.at(
+                &entry.key("metric_namespace"),
+                &raw.metric_name,
+                format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
+            )
+        })?,
+    };
+    let evaluation = check_evaluation(entry, &raw, site)?;
+    let threshold = match &raw.threshold {
+        Some(t) => site.finite(&entry.key("threshold"), t)?,
+        None => DEFAULT_THRESHOLD,
+    };
+    let alarm_actions = match &raw.alarm_actions {
+        Some(a) => check_actions(&entry.key("alarm_actions"), a, site)?,
+        None => Vec::new(),
+    };
+    Ok(Alarm {
+        alarm_name,
+        alarm_description,
+        metric_name,
+        metric_namespace,
+        statistic: raw.statistic.unwrap_or(DEFAULT_STATISTIC),
+        period: evaluation.period,
+        evaluation_periods: evaluation.evaluation_periods,
+        datapoints_to_alarm: evaluation.datapoints_to_alarm,
+        threshold,
+        comparison_operator: raw
+            .comparison_operator
+            .unwrap_or(DEFAULT_COMPARISON_OPERATOR),
+        treat_missing_data: raw.treat_missing_data.unwrap_or(DEFAULT_TREAT_MISSING_DATA),
+        alarm_actions,
+    })
+}
+
+/// A description up to CloudWatch's length; an empty one is none.
+fn check_description(
+    key: &str,
+    value: &Spanned<String>,
+    site: &ErrorSite<'_>,
+) -> Result<Option<String>, ConfigError> {
+    let text = value.get_ref();
+    site.require(text.len() <= MAX_ALARM_DESCRIPTION, key, value, || {
+        format!("must be at most {MAX_ALARM_DESCRIPTION} characters")
+    })?;
+    Ok(Some(text.clone()).filter(|t| !t.is_empty()))
+}
+
+/// How an alarm evaluates its metric: over which period, how many periods, how many of them breaching.
+#[derive(Debug, Clone, Copy)]
+struct Evaluation {
+    period: i32,
+    evaluation_periods: i32,
+    datapoints_to_alarm: i32,
+}
+
+fn check_evaluation(
+    entry: Entry,
+    raw: &RawAlarm,
+    site: &ErrorSite<'_>,
+) -> Result<Evaluation, ConfigError> {
+    let period = match &raw.period {
+        None => MINUTE_SECONDS,
+        Some(p) => {
+            let key = entry.key("period");
+            site.require(
+                *p.get_ref() % i64::from(MINUTE_SECONDS) == 0,
+                &key,
+                p,
+                || {
+                    format!(
+                        "{} is not a multiple of {MINUTE_SECONDS} (the metrics are published per minute)",
+                        p.get_ref()
+                    )
+                },
+            )?;
+            site.in_range(
+                &key,
+                p,
+                MINUTE_SECONDS..=MAX_EVALUATION_SECONDS,
+                &format!(
+                    "must be a multiple of {MINUTE_SECONDS} between {MINUTE_SECONDS} and {MAX_EVALUATION_SECONDS}"
+                ),
+            )?
+        }
+    };
+    let evaluation_periods = match &raw.evaluation_periods {
+        None => DEFAULT_EVALUATION_PERIODS,
+        Some(e) => site.in_range(
+            &entry.key("evaluation_periods"),
+            e,
+            1..=MAX_EVALUATION_SECONDS / period,
+            &format!(
+                "must be at least 1, with period × evaluation_periods at most {MAX_EVALUATION_SECONDS}"
+            ),
+        )?,
+    };
+    let datapoints_to_alarm = match &raw.datapoints_to_alarm {
+        None => evaluation_periods,
+        Some(d) => site.in_range(
+            &entry.key("datapoints_to_alarm"),
+            d,
+            1..=evaluation_periods,
+            "must be between 1 and `evaluation_periods`",
+        )?,
+    };
+    Ok(Evaluation {
+        period,
+        evaluation_periods,
+        datapoints_to_alarm,
+    })
+}
+
+/// An alarm's own actions: ARNs, each once, no more than CloudWatch takes.
+fn check_actions(
+    key: &str,
+    actions: &Spanned<Vec<Spanned<String>>>,
+    site: &ErrorSite<'_>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut seen = Unique::new("alarm action");
+    let arns = actions
+        .get_ref()
+        .iter()
+        .map(|a| {
+            let arn = site.arn(key, a)?;
+            site.unique(key, &mut seen, &arn, a)?;
+            Ok(arn)
+        })
+        .collect::<Result<Vec<String>, ConfigError>>()?;
+    site.require(arns.len() <= MAX_ACTIONS, key, actions, || {
+        format!("at most {MAX_ACTIONS} actions (CloudWatch's limit)")
+    })?;
+    Ok(arns)
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::config::{ComparisonOperator, Config, ConfigError, Notifications, TreatMissingData};
+    use crate::config::{ComparisonOperator, Config, ConfigError, TreatMissingData};
 
     fn err(text: &str) -> ConfigError {
         Config::from_toml_str(text, None).expect_err("config must be rejected")
     }
 
     #[test]
-    fn defaults_are_the_seed_alarms_and_a_heartbeat() {
+    fn defaults_are_the_seed_alarms() {
         let c = Config::defaults();
         let names: Vec<&str> = c.alarms.iter().map(|a| a.alarm_name.as_str()).collect();
         assert_eq!(
@@ -353,14 +370,6 @@ mod tests {
             assert_eq!(a.treat_missing_data, TreatMissingData::Missing);
             assert_eq!(a.metric_namespace, "SSH");
         }
-        let hb = c
-            .heartbeat
-            .to_alarm(&c.metrics)
-            .expect("heartbeat alarm on by default");
-        assert_eq!(hb.metric_name, "LinesRead");
-        assert_eq!(hb.treat_missing_data, TreatMissingData::Breaching);
-        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (5, 5));
-        assert!(c.dashboard.enabled);
     }
 
     #[test]
@@ -373,7 +382,7 @@ mod tests {
             None,
         )
         .expect("valid");
-        let Some(Notifications::TopicArn(topic)) = &c.notifications else {
+        let Some(crate::config::Notifications::TopicArn(topic)) = &c.notifications else {
             panic!("topic arn")
         };
         assert_eq!(
@@ -430,51 +439,40 @@ mod tests {
     }
 
     #[test]
-    fn notifications_need_a_topic() {
-        let e = err("[notifications]\nemail = \"ops@example.com\"\n");
-        assert_eq!(e.key, "notifications.sns_topic_arn");
-        assert!(e.message.contains("sns_topic_name"), "{e}");
+    fn alarm_names_and_actions_are_each_given_once() {
         let e = err(
-            "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\nemail = \"a@b.c\"\n",
+            "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             [[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n",
         );
-        assert_eq!(e.key, "notifications.email");
-        let e = err("[notifications]\nsns_topic_arn = \"arn:aws:sqs:us-east-1:1:t\"\n");
-        assert_eq!(e.key, "notifications.sns_topic_arn");
-        let e = err("[notifications]\nsns_topic_name = \"t\"\nemail = \"nobody\"\n");
-        assert_eq!(e.key, "notifications.email");
-        let c = Config::from_toml_str(
-            "[notifications]\nsns_topic_name = \"t\"\nemail = \"a@b.c\"\n",
-            None,
-        )
-        .expect("valid");
-        assert_eq!(
-            c.notifications,
-            Some(Notifications::CreateTopic {
-                name: "t".into(),
-                email: Some("a@b.c".into())
-            })
+        assert_eq!((e.key.as_str(), e.line), ("alarms[1].alarm_name", Some(5)));
+        assert_eq!(e.message, "duplicate alarm name `A`");
+        let e = err(
+            "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             alarm_actions = [\"arn:aws:sns:r:1:t\", \"arn:aws:sns:r:1:t\"]\n",
         );
+        assert_eq!(e.key, "alarms[0].alarm_actions");
+        assert_eq!(e.message, "duplicate alarm action `arn:aws:sns:r:1:t`");
     }
 
     #[test]
-    fn heartbeat_alarm_follows_the_heartbeat_metric() {
-        let c = Config::from_toml_str("[metrics]\nheartbeat_metric = \"\"\n", None).expect("valid");
-        assert!(!c.heartbeat.alarm);
-        assert!(c.heartbeat.to_alarm(&c.metrics).is_none());
-        let e = err("[metrics]\nheartbeat_metric = \"\"\n[heartbeat]\nalarm = true\n");
-        assert_eq!(e.key, "heartbeat.alarm");
-        let e = err("[heartbeat]\nmissing_minutes = 1\n");
-        assert_eq!(e.key, "heartbeat.missing_minutes");
+    fn an_alarm_evaluates_at_most_a_day() {
+        let base = "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n";
         let c = Config::from_toml_str(
-            "[metrics]\nheartbeat_metric = \"Beat\"\nnamespace = \"Ops\"\n[heartbeat]\nmissing_minutes = 10\n",
+            &format!("{base}period = 120\nevaluation_periods = 720\n"),
             None,
         )
-        .expect("valid");
-        let hb = c.heartbeat.to_alarm(&c.metrics).expect("on");
+        .expect("a day");
         assert_eq!(
-            (hb.metric_namespace.as_str(), hb.metric_name.as_str()),
-            ("Ops", "Beat")
+            (c.alarms[0].period, c.alarms[0].evaluation_periods),
+            (120, 720)
         );
-        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (10, 10));
+        assert_eq!(c.alarms[0].datapoints_to_alarm, 720);
+        let e = err(&format!("{base}period = 120\nevaluation_periods = 721\n"));
+        assert_eq!(e.key, "alarms[0].evaluation_periods");
+        let e = err(&format!("{base}period = 86460\n"));
+        assert_eq!(
+            e.message,
+            "86460: must be a multiple of 60 between 60 and 86400"
+        );
     }
 }

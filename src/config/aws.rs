@@ -11,6 +11,10 @@ pub struct AwsConfig {
     pub region: Option<String>,
 }
 
+/// The longest region name accepted, sshwatch's own sanity bound: AWS's region names (`us-east-1`,
+/// `ap-southeast-2`) are far shorter, and a longer one is a mistake in the file.
+const MAX_REGION_NAME: usize = 64;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAws {
@@ -22,19 +26,20 @@ pub(crate) fn check_aws(raw: RawAws, site: &ErrorSite<'_>) -> Result<AwsConfig, 
         None => None,
         Some(r) => {
             let v = r.get_ref();
-            let ok = !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(site.error(
-                    "aws.region",
-                    Some(r.span()),
-                    format!("`{v}` is not a region name (e.g. `us-east-1`)"),
-                ));
-            }
+            site.require(is_region_name(v), "aws.region", &r, || {
+                format!("`{v}` is not a region name (e.g. `us-east-1`)")
+            })?;
             Some(v.clone())
         }
     };
     Ok(AwsConfig { region })
+}
+
+/// Whether `name` looks like a region name: lowercase ASCII letters, digits and `-`.
+fn is_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_REGION_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

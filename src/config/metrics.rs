@@ -1,12 +1,15 @@
 //! `[metrics]`: when and how the per-minute counts are published, and the heartbeat metric.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::checks::{MAX_CLOUDWATCH_NAME, NameRule, between};
+use crate::config::filters::DEFAULT_NAMESPACE;
 use crate::config::spelling::api_enum;
-use crate::config::{ConfigError, ErrorSite};
+use crate::config::{ConfigError, ErrorSite, LogGroupClass, LogsConfig};
 
 /// Per-minute metrics.
 #[derive(Debug, Clone)]
@@ -39,6 +42,25 @@ api_enum! {
     }
 }
 
+/// Seconds after a minute ends before its counts are published, when `grace_seconds` is left out.
+const DEFAULT_GRACE_SECONDS: u64 = 5;
+/// The seconds `grace_seconds` may take, sshwatch's own bound: a grace under a minute keeps a
+/// minute's counts from waiting past the end of the minute after it.
+const GRACE_SECONDS: RangeInclusive<u64> = 0..=50;
+/// The heartbeat metric when `heartbeat_metric` is left out: the number of lines read in the minute.
+const DEFAULT_HEARTBEAT_METRIC: &str = "LinesRead";
+/// Unpublished minutes kept while CloudWatch is unreachable, when `max_backlog_minutes` is left out:
+/// one day.
+const DEFAULT_BACKLOG_MINUTES: usize = 24 * 60;
+/// The minutes `max_backlog_minutes` may take: CloudWatch accepts datapoints up to two weeks old
+/// (CloudWatch API Reference, PutMetricData), so an older minute could not be published anyway.
+const BACKLOG_MINUTES: RangeInclusive<usize> = 1..=14 * 24 * 60;
+/// The spread of the fleet's publish offsets when `publish_spread_seconds` is left out.
+const DEFAULT_PUBLISH_SPREAD_SECONDS: u64 = 30;
+/// The seconds `publish_spread_seconds` may take, sshwatch's own bound: the hosts of a fleet spread
+/// their calls over at most one minute, the period of the metrics they publish.
+const PUBLISH_SPREAD_SECONDS: RangeInclusive<u64> = 0..=60;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
@@ -56,71 +78,90 @@ pub(crate) fn check_metrics(
     site: &ErrorSite<'_>,
 ) -> Result<MetricsConfig, ConfigError> {
     let grace = match raw.grace_seconds {
-        None => Duration::from_secs(5),
-        Some(g) if *g.get_ref() > 50 => {
-            return Err(site.error(
-                "metrics.grace_seconds",
-                Some(g.span()),
-                "must be at most 50",
-            ));
-        }
-        Some(g) => Duration::from_secs(*g.get_ref()),
+        None => DEFAULT_GRACE_SECONDS,
+        Some(g) => site.in_range(
+            "metrics.grace_seconds",
+            &g,
+            GRACE_SECONDS,
+            &format!("must be at most {}", GRACE_SECONDS.end()),
+        )?,
     };
-    let name_ok = |v: &str| !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control);
     let heartbeat_metric = match raw.heartbeat_metric {
-        None => Some("LinesRead".to_string()),
+        None => Some(DEFAULT_HEARTBEAT_METRIC.to_string()),
         Some(h) if h.get_ref().is_empty() => None,
-        Some(h) if !name_ok(h.get_ref()) => {
-            return Err(site.error(
-                "metrics.heartbeat_metric",
-                Some(h.span()),
-                "must be at most 255 printable characters (empty = no heartbeat)",
-            ));
-        }
-        Some(h) => Some(h.into_inner()),
+        Some(h) => Some(check_heartbeat_metric(h, site)?),
     };
     let namespace = match raw.namespace {
-        None => "SSH".to_string(),
-        Some(n) if !name_ok(n.get_ref()) || n.get_ref().starts_with("AWS/") => {
-            return Err(site.error(
-                "metrics.namespace",
-                Some(n.span()),
-                "must be 1 to 255 printable characters, not starting with `AWS/`",
-            ));
-        }
-        Some(n) => n.into_inner(),
+        None => DEFAULT_NAMESPACE.to_string(),
+        Some(n) => site.own_namespace("metrics.namespace", &n)?,
     };
     let max_backlog_minutes = match raw.max_backlog_minutes {
-        None => 24 * 60,
-        Some(m) if *m.get_ref() == 0 || *m.get_ref() > 14 * 24 * 60 => {
-            return Err(site.error(
-                "metrics.max_backlog_minutes",
-                Some(m.span()),
-                "must be between 1 and 20160 (14 days, CloudWatch's limit for past datapoints)",
-            ));
-        }
-        Some(m) => *m.get_ref(),
+        None => DEFAULT_BACKLOG_MINUTES,
+        Some(m) => site.in_range(
+            "metrics.max_backlog_minutes",
+            &m,
+            BACKLOG_MINUTES,
+            &format!(
+                "{} (14 days, CloudWatch's limit for past datapoints)",
+                between(&BACKLOG_MINUTES)
+            ),
+        )?,
     };
     let publish_spread = match raw.publish_spread_seconds {
-        None => Duration::from_secs(30),
-        Some(s) if *s.get_ref() > 60 => {
-            return Err(site.error(
-                "metrics.publish_spread_seconds",
-                Some(s.span()),
-                "must be at most 60",
-            ));
-        }
-        Some(s) => Duration::from_secs(*s.get_ref()),
+        None => DEFAULT_PUBLISH_SPREAD_SECONDS,
+        Some(s) => site.in_range(
+            "metrics.publish_spread_seconds",
+            &s,
+            PUBLISH_SPREAD_SECONDS,
+            &format!("must be at most {}", PUBLISH_SPREAD_SECONDS.end()),
+        )?,
     };
     Ok(MetricsConfig {
         publish_zeros: raw.publish_zeros.unwrap_or(true),
-        grace,
+        grace: Duration::from_secs(grace),
         heartbeat_metric,
         namespace,
         max_backlog_minutes,
-        publish_spread,
+        publish_spread: Duration::from_secs(publish_spread),
         transport: raw
             .transport
             .map_or(MetricsTransport::Emf, Spanned::into_inner),
     })
+}
+
+/// A heartbeat metric's name (the empty one, which turns the heartbeat off, is taken before).
+fn check_heartbeat_metric(
+    value: Spanned<String>,
+    site: &ErrorSite<'_>,
+) -> Result<String, ConfigError> {
+    site.require(
+        NameRule::CLOUDWATCH.accepts(value.get_ref()),
+        "metrics.heartbeat_metric",
+        &value,
+        || {
+            format!(
+                "must be at most {MAX_CLOUDWATCH_NAME} printable characters (empty = no heartbeat)"
+            )
+        },
+    )?;
+    Ok(value.into_inner())
+}
+
+/// The embedded metric format needs a STANDARD log group: CloudWatch extracts no metrics from the
+/// events of an Infrequent Access one (CloudWatch Logs User Guide, "Log classes").
+pub(crate) fn check_transport(
+    metrics: &MetricsConfig,
+    logs: &LogsConfig,
+    site: &ErrorSite<'_>,
+) -> Result<(), ConfigError> {
+    if metrics.transport == MetricsTransport::Emf
+        && logs.log_group_class == LogGroupClass::InfrequentAccess
+    {
+        return Err(site.error(
+            "metrics.transport",
+            None,
+            "`emf` needs a STANDARD log group (CloudWatch extracts no metrics in the Infrequent Access class); set `logs.log_group_class = \"STANDARD\"` or `metrics.transport = \"put_metric_data\"`",
+        ));
+    }
+    Ok(())
 }

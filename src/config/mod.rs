@@ -2,9 +2,15 @@
 //!
 //! Only this module reads the configuration file. Every error names the key
 //! and, when the file has it, the line, and maps to exit status 78 (`EX_CONFIG`).
+//!
+//! Each section of the file has its own module, named after it (`source` checks `[source]`,
+//! `filters` checks `[[metric_filters]]`); `checks` holds the checks they share and `spelling` the
+//! enums whose names the file and the AWS API spell alike. This module reads the file and runs the
+//! sections' checks in order.
 
 mod alarms;
 mod aws;
+mod checks;
 mod dashboard;
 mod detector;
 mod filters;
@@ -24,9 +30,7 @@ pub use self::alarms::{Alarm, ComparisonOperator, Statistic, TreatMissingData};
 pub use self::aws::AwsConfig;
 pub use self::dashboard::DashboardConfig;
 pub use self::detector::DetectorConfig;
-pub use self::filters::{
-    DEFAULT_NAMESPACE, MetricFilter, MetricValue, SEED_FILTERS, default_metric_filters,
-};
+pub use self::filters::{MetricFilter, MetricValue, default_metric_filters};
 pub use self::heartbeat::HeartbeatConfig;
 pub use self::logs::{LogGroupClass, LogsConfig};
 pub use self::metrics::{MetricsConfig, MetricsTransport};
@@ -117,6 +121,29 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The mode bits that let the file's group or others write it.
+const GROUP_OR_OTHERS_WRITE: u32 = 0o022;
+/// The mode bits that are permissions (the file type left out), as `chmod` shows them.
+const PERMISSIONS: u32 = 0o7777;
+
+/// Warns when others than the file's owner may change it: the file decides what sshwatch reads and
+/// where it sends it.
+fn warn_if_others_may_write(path: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.mode() & PERMISSIONS;
+    if mode & GROUP_OR_OTHERS_WRITE != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:04o}"),
+            "the configuration file `{}` is writable by group or others (mode {mode:04o}); anyone who can change it decides what sshwatch reads and where it sends it: `chmod go-w` it",
+            path.display(),
+        );
+    }
+}
+
 /// The raw file, as serde reads it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,18 +180,7 @@ impl Config {
     pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                use std::os::unix::fs::MetadataExt as _;
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.mode() & 0o022 != 0
-                {
-                    tracing::warn!(
-                        path = %path.display(),
-                        mode = format!("{:04o}", meta.mode() & 0o7777),
-                        "the configuration file `{}` is writable by group or others (mode {:04o}); anyone who can change it decides what sshwatch reads and where it sends it: `chmod go-w` it",
-                        path.display(),
-                        meta.mode() & 0o7777
-                    );
-                }
+                warn_if_others_may_write(path);
                 Config::from_toml_str(&text, Some(path))
             }
             Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
@@ -197,18 +213,9 @@ impl Config {
         let detector = detector::check_detector(raw.detector, &site)?;
         let metric_filters = filters::check_metric_filters(raw.metric_filters, &site)?;
         let notifications = notifications::check_notifications(raw.notifications, &site)?;
-        let alarms =
-            alarms::check_alarms(raw.alarms, &metric_filters, notifications.as_ref(), &site)?;
+        let alarms = alarms::check_alarms(raw.alarms, &metric_filters, &site)?;
         let heartbeat = heartbeat::check_heartbeat(raw.heartbeat, &metrics, &site)?;
-        if metrics.transport == MetricsTransport::Emf
-            && logs.log_group_class == LogGroupClass::InfrequentAccess
-        {
-            return Err(site.error(
-                "metrics.transport",
-                None,
-                "`emf` needs a STANDARD log group (CloudWatch extracts no metrics in the Infrequent Access class); set `logs.log_group_class = \"STANDARD\"` or `metrics.transport = \"put_metric_data\"`",
-            ));
-        }
+        metrics::check_transport(&metrics, &logs, &site)?;
         let dashboard = dashboard::check_dashboard(raw.dashboard, &site)?;
 
         Ok(Config {

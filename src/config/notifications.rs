@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::checks::{Chars, NameRule};
 use crate::config::{ConfigError, ErrorSite};
 
 /// Where alarms send notifications: every alarm without its own `alarm_actions`
@@ -15,6 +16,10 @@ pub enum Notifications {
     /// Create the topic (if missing) and, with `email`, an email subscription.
     CreateTopic { name: String, email: Option<String> },
 }
+
+/// SNS topic names: 1 to 256 ASCII letters, digits, `_` and `-` (Amazon SNS API Reference,
+/// CreateTopic).
+const TOPIC_NAME: NameRule = NameRule::new(256, Chars::Word);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,48 +37,26 @@ pub(crate) fn check_notifications(
     match (raw.sns_topic_arn, raw.sns_topic_name) {
         (Some(arn), None) => {
             if let Some(email) = &raw.email {
-                return Err(site.error(
+                return Err(site.at(
                     "notifications.email",
-                    Some(email.span()),
+                    email,
                     "`email` needs `sns_topic_name` (sshwatch subscribes it to the topic it creates)",
                 ));
             }
-            let v = arn.get_ref();
-            let parts: Vec<&str> = v.split(':').collect();
-            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
-                return Err(site.error(
-                    "notifications.sns_topic_arn",
-                    Some(arn.span()),
-                    format!("`{v}` is not an SNS topic ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`)"),
-                ));
-            }
-            Ok(Some(Notifications::TopicArn(arn.into_inner())))
+            let arn = site.sns_topic_arn("notifications.sns_topic_arn", &arn)?;
+            Ok(Some(Notifications::TopicArn(arn)))
         }
         (None, Some(name)) => {
-            let n = name.get_ref();
-            if !valid_topic_name(n) {
-                return Err(site.error(
-                    "notifications.sns_topic_name",
-                    Some(name.span()),
-                    format!("`{n}` must be 1 to 256 characters of `[A-Za-z0-9_-]`"),
-                ));
-            }
-            let email = match raw.email {
-                Some(e) if !valid_email(e.get_ref()) => {
-                    return Err(site.error(
-                        "notifications.email",
-                        Some(e.span()),
-                        format!("`{}` is not an email address", e.get_ref()),
-                    ));
-                }
-                Some(e) => Some(e.into_inner()),
+            let name = site.name("notifications.sns_topic_name", &name, TOPIC_NAME)?;
+            let email = match &raw.email {
+                Some(e) => Some(check_email(e, site)?),
                 None => None,
             };
-            Ok(Some(Notifications::CreateTopic { name: n.clone(), email }))
+            Ok(Some(Notifications::CreateTopic { name, email }))
         }
-        (Some(arn), Some(_)) => Err(site.error(
+        (Some(arn), Some(_)) => Err(site.at(
             "notifications.sns_topic_arn",
-            Some(arn.span()),
+            &arn,
             "give either `sns_topic_arn` or `sns_topic_name`, not both",
         )),
         (None, None) => Err(site.error(
@@ -84,15 +67,11 @@ pub(crate) fn check_notifications(
     }
 }
 
-fn valid_topic_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 256
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn valid_email(e: &str) -> bool {
-    match e.split_once('@') {
+/// An address SNS can subscribe: one `@`, something before it, a dot after it, no blank or
+/// control character. SNS itself only finds out whether it is real when it sends the confirmation.
+fn check_email(value: &Spanned<String>, site: &ErrorSite<'_>) -> Result<String, ConfigError> {
+    let e = value.get_ref();
+    let ok = match e.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
                 && domain.contains('.')
@@ -100,5 +79,61 @@ fn valid_email(e: &str) -> bool {
                 && !e.chars().any(|c| c.is_whitespace() || c.is_control())
         }
         None => false,
+    };
+    site.require(ok, "notifications.email", value, || {
+        format!("`{e}` is not an email address")
+    })?;
+    Ok(e.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError, Notifications};
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_toml_str(text, None).expect_err("config must be rejected")
+    }
+
+    #[test]
+    fn notifications_need_a_topic() {
+        let e = err("[notifications]\nemail = \"ops@example.com\"\n");
+        assert_eq!(e.key, "notifications.sns_topic_arn");
+        assert!(e.message.contains("sns_topic_name"), "{e}");
+        let e = err(
+            "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\nemail = \"a@b.c\"\n",
+        );
+        assert_eq!(e.key, "notifications.email");
+        let e = err("[notifications]\nsns_topic_arn = \"arn:aws:sqs:us-east-1:1:t\"\n");
+        assert_eq!(e.key, "notifications.sns_topic_arn");
+        let e = err("[notifications]\nsns_topic_name = \"t\"\nemail = \"nobody\"\n");
+        assert_eq!(e.key, "notifications.email");
+        let c = Config::from_toml_str(
+            "[notifications]\nsns_topic_name = \"t\"\nemail = \"a@b.c\"\n",
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.notifications,
+            Some(Notifications::CreateTopic {
+                name: "t".into(),
+                email: Some("a@b.c".into())
+            })
+        );
+    }
+
+    #[test]
+    fn a_topic_arn_names_one_sns_topic() {
+        for arn in [
+            "arn:aws:sns:us-east-1:1:",
+            "arn:aws:sns:us-east-1:1:t:subscription",
+            "arn:aws:sns:us-east-1:1",
+        ] {
+            let e = err(&format!("[notifications]\nsns_topic_arn = \"{arn}\"\n"));
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("notifications.sns_topic_arn", Some(2)),
+                "{arn}"
+            );
+        }
     }
 }

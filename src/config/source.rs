@@ -1,11 +1,13 @@
 //! `[source]`: the log sshwatch follows, where it keeps its checkpoints, and how it reads.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::checks::between;
 use crate::config::spelling::api_enum;
 use crate::config::{ConfigError, ErrorSite};
 
@@ -37,6 +39,17 @@ api_enum! {
     }
 }
 
+/// The file followed when `file_path` is left out: the SSH auth log of Amazon Linux and RHEL.
+const DEFAULT_FILE_PATH: &str = "/var/log/secure";
+/// Where the checkpoints live when `state_dir` is left out.
+const DEFAULT_STATE_DIR: &str = "/var/lib/sshwatch";
+/// How often the file is looked at besides inotify when `poll_interval_seconds` is left out.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The seconds `poll_interval_seconds` may take, sshwatch's own bounds: a look more often than every
+/// 50 ms costs CPU for nothing, and one less often than every minute leaves a missed inotify event
+/// unnoticed for too long.
+const POLL_INTERVAL_SECONDS: RangeInclusive<f64> = 0.05..=60.0;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSource {
@@ -49,42 +62,22 @@ pub(crate) struct RawSource {
     poll_interval_seconds: Option<Spanned<f64>>,
 }
 
-fn non_empty_path(
-    v: Option<Spanned<String>>,
-    default: &str,
-    key: &str,
-    site: &ErrorSite<'_>,
-) -> Result<PathBuf, ConfigError> {
-    match v {
-        None => Ok(PathBuf::from(default)),
-        Some(s) if s.get_ref().trim().is_empty() => {
-            Err(site.error(key, Some(s.span()), "must not be empty"))
-        }
-        Some(s) => Ok(PathBuf::from(s.into_inner())),
-    }
-}
-
 pub(crate) fn check_source(
     raw: RawSource,
     site: &ErrorSite<'_>,
 ) -> Result<SourceConfig, ConfigError> {
     let poll_interval = match raw.poll_interval_seconds {
-        None => Duration::from_secs(1),
-        Some(s) => {
-            let v = *s.get_ref();
-            if !(0.05..=60.0).contains(&v) {
-                return Err(site.error(
-                    "source.poll_interval_seconds",
-                    Some(s.span()),
-                    "must be between 0.05 and 60",
-                ));
-            }
-            Duration::from_secs_f64(v)
-        }
+        None => DEFAULT_POLL_INTERVAL,
+        Some(s) => Duration::from_secs_f64(site.in_range(
+            "source.poll_interval_seconds",
+            &s,
+            POLL_INTERVAL_SECONDS,
+            &between(&POLL_INTERVAL_SECONDS),
+        )?),
     };
     Ok(SourceConfig {
-        file_path: non_empty_path(raw.file_path, "/var/log/secure", "source.file_path", site)?,
-        state_dir: non_empty_path(raw.state_dir, "/var/lib/sshwatch", "source.state_dir", site)?,
+        file_path: site.path("source.file_path", raw.file_path, DEFAULT_FILE_PATH)?,
+        state_dir: site.path("source.state_dir", raw.state_dir, DEFAULT_STATE_DIR)?,
         journal: raw.journal,
         expand_repeated: raw.expand_repeated,
         start_position: raw.start_position.unwrap_or(StartPosition::End),
