@@ -121,6 +121,16 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The field name `toml::Spanned` reads its value under; serde_path_to_error puts it in the path of
+/// an error about a spanned value, where it is no key of the file.
+const SPANNED_VALUE_FIELD: &str = ".$__serde_spanned_private_value";
+
+/// The dotted key of the value serde refused (empty for the document itself).
+fn key_of(path: &serde_path_to_error::Path) -> String {
+    let key = path.to_string().replace(SPANNED_VALUE_FIELD, "");
+    if key == "." { String::new() } else { key }
+}
+
 /// The mode bits that let the file's group or others write it.
 const GROUP_OR_OTHERS_WRITE: u32 = 0o022;
 /// The mode bits that are permissions (the file type left out), as `chmod` shows them.
@@ -200,9 +210,8 @@ impl Config {
         let site = ErrorSite { path, text };
         let deserializer = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            let key = key_of(e.path());
             let inner = e.into_inner();
-            let key = if key == "." { String::new() } else { key };
             site.error(key, inner.span(), inner.message().trim().to_string())
         })?;
 
@@ -231,5 +240,36 @@ impl Config {
             heartbeat,
             dashboard,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let cases = [
+            (
+                "[logs]\nretention_in_days = \"never\"\n",
+                "logs.retention_in_days",
+                2,
+            ),
+            (
+                "[metrics]\ngrace_seconds = -1\n",
+                "metrics.grace_seconds",
+                2,
+            ),
+            (
+                "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"M\"\nalarm_actions = [1]\n",
+                "alarms[0].alarm_actions[0]",
+                4,
+            ),
+            ("source = 1\n", "source", 1),
+        ];
+        for (text, key, line) in cases {
+            let e = Config::from_toml_str(text, None).expect_err("wrong type");
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{text}: {e}");
+        }
     }
 }
