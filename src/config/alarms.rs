@@ -200,16 +200,7 @@ fn check_alarm(
         None => None,
     };
     let metric_name = site.name(&entry.key("metric_name"), &raw.metric_name, WATCHED_METRIC)?;
-    let metric_namespace = match &raw.metric_namespace {
-        Some(ns) => site.name(&entry.key("metric_namespace"), ns, WATCHED_METRIC)?,
-        None => namespace_of(filters, &metric_name).ok_or_else(|| {
-            site.at(
-                &entry.key("metric_namespace"),
-                &raw.metric_name,
-                format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
-            )
-        })?,
-    };
+    let metric_namespace = check_namespace(entry, &raw, &metric_name, filters, site)?;
     let evaluation = check_evaluation(entry, &raw, site)?;
     let threshold = match &raw.threshold {
         Some(t) => site.finite(&entry.key("threshold"), t)?,
@@ -235,6 +226,28 @@ fn check_alarm(
         treat_missing_data: raw.treat_missing_data.unwrap_or(DEFAULT_TREAT_MISSING_DATA),
         alarm_actions,
     })
+}
+
+/// The namespace of the metric an alarm watches: its own `metric_namespace`, else that of the filter
+/// that publishes the metric.
+fn check_namespace(
+    entry: Entry,
+    raw: &RawAlarm,
+    metric_name: &str,
+    filters: &[MetricFilter],
+    site: &ErrorSite<'_>,
+) -> Result<String, ConfigError> {
+    let key = entry.key("metric_namespace");
+    match &raw.metric_namespace {
+        Some(ns) => site.name(&key, ns, WATCHED_METRIC),
+        None => namespace_of(filters, metric_name).ok_or_else(|| {
+            site.at(
+                &key,
+                &raw.metric_name,
+                format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
+            )
+        }),
+    }
 }
 
 /// A description up to CloudWatch's length; an empty one is none.
