@@ -1,8 +1,8 @@
 //! [`api_enum!`]: an enum whose variants are each spelled once, for the TOML file and the AWS API alike.
 
 /// Defines a fieldless enum from one spelling per variant: the name serde reads from the file (and
-/// lists in its error for an unknown one) and the name [`as_str`](#method.as_str) gives the API calls
-/// are the same string, so they cannot drift apart.
+/// lists in its error for an unknown one) and the name `as_str` gives the API calls are the same
+/// string, so they cannot drift apart.
 macro_rules! api_enum {
     (
         $(#[$meta:meta])*
