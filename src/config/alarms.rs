@@ -1,9 +1,12 @@
-//! `[[alarms]]`, `[notifications]`, `[heartbeat]` and `[dashboard]`: what `sshwatch bootstrap` creates.
+//! `[[alarms]]`: the CloudWatch alarms `sshwatch bootstrap` puts, keyed like `put-metric-alarm`'s
+//! arguments, with the seed's three as defaults.
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, ErrorSite, MetricFilter, MetricsConfig};
+use crate::config::checks::{Chars, Entry, MAX_CLOUDWATCH_NAME, NameRule, Unique};
+use crate::config::spelling::api_enum;
+use crate::config::{ConfigError, ErrorSite, MetricFilter};
 
 /// One CloudWatch alarm, keyed like `put-metric-alarm`'s arguments.
 ///
@@ -37,49 +40,29 @@ impl Alarm {
     }
 }
 
-/// CloudWatch statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Statistic {
-    SampleCount,
-    Average,
-    Sum,
-    Minimum,
-    Maximum,
-}
-
-impl Statistic {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Statistic::SampleCount => "SampleCount",
-            Statistic::Average => "Average",
-            Statistic::Sum => "Sum",
-            Statistic::Minimum => "Minimum",
-            Statistic::Maximum => "Maximum",
-        }
+api_enum! {
+    /// CloudWatch statistics (PutMetricAlarm, `Statistic`).
+    pub enum Statistic {
+        SampleCount = "SampleCount",
+        Average = "Average",
+        Sum = "Sum",
+        Minimum = "Minimum",
+        Maximum = "Maximum",
     }
 }
 
-/// CloudWatch comparison operators (the static-threshold ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ComparisonOperator {
-    GreaterThanOrEqualToThreshold,
-    GreaterThanThreshold,
-    LessThanThreshold,
-    LessThanOrEqualToThreshold,
+api_enum! {
+    /// CloudWatch comparison operators: the static-threshold ones of PutMetricAlarm's
+    /// `ComparisonOperator`.
+    pub enum ComparisonOperator {
+        GreaterThanOrEqualToThreshold = "GreaterThanOrEqualToThreshold",
+        GreaterThanThreshold = "GreaterThanThreshold",
+        LessThanThreshold = "LessThanThreshold",
+        LessThanOrEqualToThreshold = "LessThanOrEqualToThreshold",
+    }
 }
 
 impl ComparisonOperator {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComparisonOperator::GreaterThanOrEqualToThreshold => "GreaterThanOrEqualToThreshold",
-            ComparisonOperator::GreaterThanThreshold => "GreaterThanThreshold",
-            ComparisonOperator::LessThanThreshold => "LessThanThreshold",
-            ComparisonOperator::LessThanOrEqualToThreshold => "LessThanOrEqualToThreshold",
-        }
-    }
-
     /// The operator as a symbol, for labels (`>`, `>=`, `<`, `<=`).
     pub fn symbol(self) -> &'static str {
         match self {
@@ -91,89 +74,14 @@ impl ComparisonOperator {
     }
 }
 
-/// How an alarm treats missing datapoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TreatMissingData {
-    Missing,
-    NotBreaching,
-    Breaching,
-    Ignore,
-}
-
-impl TreatMissingData {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TreatMissingData::Missing => "missing",
-            TreatMissingData::NotBreaching => "notBreaching",
-            TreatMissingData::Breaching => "breaching",
-            TreatMissingData::Ignore => "ignore",
-        }
+api_enum! {
+    /// How an alarm treats missing datapoints (PutMetricAlarm, `TreatMissingData`).
+    pub enum TreatMissingData {
+        Missing = "missing",
+        NotBreaching = "notBreaching",
+        Breaching = "breaching",
+        Ignore = "ignore",
     }
-}
-
-/// Where alarms send notifications: every alarm without its own `alarm_actions`
-/// (and the heartbeat alarm) notifies this topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notifications {
-    /// Use an existing topic.
-    TopicArn(String),
-    /// Create the topic (if missing) and, with `email`, an email subscription.
-    CreateTopic { name: String, email: Option<String> },
-}
-
-/// The heartbeat alarm: fires when a host stops publishing the heartbeat metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatConfig {
-    /// Whether `bootstrap` puts the alarm (false when `metrics.heartbeat_metric` is off).
-    pub alarm: bool,
-    pub alarm_name: String,
-    /// How many consecutive minutes without a heartbeat fire the alarm.
-    pub missing_minutes: i32,
-}
-
-/// Fewest silent minutes the heartbeat alarm may fire on: the newest minute is
-/// always still missing when CloudWatch evaluates (it is published after the
-/// minute ends plus `grace_seconds`), so 1 or 2 would fire on a healthy host.
-pub(crate) const MIN_HEARTBEAT_MISSING_MINUTES: i64 = 3;
-/// Default silent minutes before the heartbeat alarm fires.
-pub(crate) const DEFAULT_HEARTBEAT_MISSING_MINUTES: i32 = 5;
-
-impl HeartbeatConfig {
-    /// The heartbeat alarm, or `None` when it is off.
-    ///
-    /// It watches the `SampleCount` of the heartbeat metric, which is 1 for
-    /// every minute the daemon published (even when it read no line), so only
-    /// missing minutes breach: `LessThanThreshold 1` with missing data treated
-    /// as breaching, `missing_minutes` out of `missing_minutes` minutes.
-    pub fn to_alarm(&self, metrics: &MetricsConfig) -> Option<Alarm> {
-        let metric = metrics.heartbeat_metric.as_ref().filter(|_| self.alarm)?;
-        Some(Alarm {
-            alarm_name: self.alarm_name.clone(),
-            alarm_description: Some(format!(
-                "sshwatch: no `{metric}` heartbeat in `{}` for {} minutes: the daemon is down, stuck or cannot reach CloudWatch",
-                metrics.namespace, self.missing_minutes
-            )),
-            metric_name: metric.clone(),
-            metric_namespace: metrics.namespace.clone(),
-            statistic: Statistic::SampleCount,
-            period: 60,
-            evaluation_periods: self.missing_minutes,
-            datapoints_to_alarm: self.missing_minutes,
-            threshold: 1.0,
-            comparison_operator: ComparisonOperator::LessThanThreshold,
-            treat_missing_data: TreatMissingData::Breaching,
-            alarm_actions: Vec::new(),
-        })
-    }
-}
-
-/// The CloudWatch dashboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DashboardConfig {
-    pub enabled: bool,
-    pub dashboard_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,309 +101,63 @@ pub(crate) struct RawAlarm {
     alarm_actions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawNotifications {
-    sns_topic_arn: Option<Spanned<String>>,
-    sns_topic_name: Option<Spanned<String>>,
-    email: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeartbeat {
-    alarm: Option<Spanned<bool>>,
-    alarm_name: Option<Spanned<String>>,
-    missing_minutes: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDashboard {
-    enabled: Option<bool>,
-    dashboard_name: Option<Spanned<String>>,
-}
-
 /// The seed's three alarms: `(alarm_name, metric_name)`.
-pub(crate) const SEED_ALARMS: [(&str, &str); 3] = [
+const SEED_ALARMS: [(&str, &str); 3] = [
     ("FailedPasswordMetricsAlarm", "FailedPasswordMetrics"),
     ("InvalidUserMetricsAlarm", "InvalidUserMetrics"),
     ("ClosedConnectionMetricsAlarm", "ClosedConnectionMetrics"),
 ];
 
-/// CloudWatch's limit on `Period × EvaluationPeriods` (one day).
-const MAX_EVALUATION_SECONDS: i64 = 86_400;
-/// CloudWatch's limit on actions per alarm state.
+/// The period of every metric sshwatch publishes, in seconds: one minute. An alarm's period is a
+/// whole number of them (PutMetricAlarm itself takes 10, 30 or any multiple of 60 seconds).
+pub(crate) const MINUTE_SECONDS: i32 = 60;
+/// The longest span an alarm may evaluate, in seconds: `Period × EvaluationPeriods` is at most one
+/// day (CloudWatch API Reference, PutMetricAlarm, `EvaluationPeriods`).
+pub(crate) const MAX_EVALUATION_SECONDS: i32 = 86_400;
+/// The most actions an alarm state may have (CloudWatch API Reference, PutMetricAlarm,
+/// `AlarmActions`).
 const MAX_ACTIONS: usize = 5;
-/// CloudWatch's limit on alarm names and descriptions.
-const MAX_ALARM_NAME: usize = 255;
+/// The longest alarm description (CloudWatch API Reference, PutMetricAlarm, `AlarmDescription`).
 const MAX_ALARM_DESCRIPTION: usize = 1024;
+/// The name and namespace of the metric an alarm watches: PutMetricAlarm bounds their length alone,
+/// and the metric may be one sshwatch does not publish.
+const WATCHED_METRIC: NameRule = NameRule::new(MAX_CLOUDWATCH_NAME, Chars::Any);
 
-pub(crate) fn check_notifications(
-    raw: Option<RawNotifications>,
-    site: &ErrorSite<'_>,
-) -> Result<Option<Notifications>, ConfigError> {
-    let Some(raw) = raw else { return Ok(None) };
-    match (raw.sns_topic_arn, raw.sns_topic_name) {
-        (Some(arn), None) => {
-            if let Some(email) = &raw.email {
-                return Err(site.error(
-                    "notifications.email",
-                    Some(email.span()),
-                    "`email` needs `sns_topic_name` (sshwatch subscribes it to the topic it creates)",
-                ));
-            }
-            let v = arn.get_ref();
-            let parts: Vec<&str> = v.split(':').collect();
-            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
-                return Err(site.error(
-                    "notifications.sns_topic_arn",
-                    Some(arn.span()),
-                    format!("`{v}` is not an SNS topic ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`)"),
-                ));
-            }
-            Ok(Some(Notifications::TopicArn(arn.into_inner())))
-        }
-        (None, Some(name)) => {
-            let n = name.get_ref();
-            if !valid_topic_name(n) {
-                return Err(site.error(
-                    "notifications.sns_topic_name",
-                    Some(name.span()),
-                    format!("`{n}` must be 1 to 256 characters of `[A-Za-z0-9_-]`"),
-                ));
-            }
-            let email = match raw.email {
-                Some(e) if !valid_email(e.get_ref()) => {
-                    return Err(site.error(
-                        "notifications.email",
-                        Some(e.span()),
-                        format!("`{}` is not an email address", e.get_ref()),
-                    ));
-                }
-                Some(e) => Some(e.into_inner()),
-                None => None,
-            };
-            Ok(Some(Notifications::CreateTopic { name: n.clone(), email }))
-        }
-        (Some(arn), Some(_)) => Err(site.error(
-            "notifications.sns_topic_arn",
-            Some(arn.span()),
-            "give either `sns_topic_arn` or `sns_topic_name`, not both",
-        )),
-        (None, None) => Err(site.error(
-            "notifications.sns_topic_arn",
-            None,
-            "missing topic: `[notifications]` needs `sns_topic_arn` (an existing topic), or `sns_topic_name` (and optionally `email`) for a topic sshwatch creates",
-        )),
-    }
-}
-
-fn valid_topic_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 256
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn valid_email(e: &str) -> bool {
-    match e.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.contains('@')
-                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
-    }
-}
-
-fn check_range(
-    v: &Spanned<i64>,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-    message: &str,
-    site: &ErrorSite<'_>,
-) -> Result<i32, ConfigError> {
-    let n = *v.get_ref();
-    if !range.contains(&n) {
-        return Err(site.error(key, Some(v.span()), format!("{n}: {message}")));
-    }
-    // The ranges checked here all fit in an i32.
-    Ok(n as i32)
-}
+/// The seed's alarm, and what an `[[alarms]]` entry leaves out: the per-minute `Sum` above 5, one
+/// breaching minute out of one, missing data neither good nor bad.
+const DEFAULT_STATISTIC: Statistic = Statistic::Sum;
+const DEFAULT_EVALUATION_PERIODS: i32 = 1;
+const DEFAULT_THRESHOLD: f64 = 5.0;
+const DEFAULT_COMPARISON_OPERATOR: ComparisonOperator = ComparisonOperator::GreaterThanThreshold;
+const DEFAULT_TREAT_MISSING_DATA: TreatMissingData = TreatMissingData::Missing;
 
 pub(crate) fn check_alarms(
     raw: Option<Vec<RawAlarm>>,
     filters: &[MetricFilter],
-    _notifications: Option<&Notifications>,
     site: &ErrorSite<'_>,
 ) -> Result<Vec<Alarm>, ConfigError> {
-    let namespace_of = |metric: &str| {
-        filters
-            .iter()
-            .find(|f| f.metric_name == metric)
-            .map(|f| f.metric_namespace.clone())
-    };
     let Some(raw) = raw else {
         // The seed's alarms, for those of its metrics the configured filters publish.
         return Ok(SEED_ALARMS
             .iter()
-            .filter_map(|(alarm, metric)| Some(seed_alarm(alarm, metric, namespace_of(metric)?)))
+            .filter_map(|(alarm, metric)| {
+                Some(seed_alarm(alarm, metric, namespace_of(filters, metric)?))
+            })
             .collect());
     };
-    let mut out: Vec<Alarm> = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("alarms[{i}].{field}");
-        let name = r.alarm_name.get_ref().clone();
-        if name.is_empty() || name.len() > MAX_ALARM_NAME || name.chars().any(char::is_control) {
-            return Err(site.error(
-                key("alarm_name"),
-                Some(r.alarm_name.span()),
-                format!("`{name}` must be 1 to {MAX_ALARM_NAME} printable characters"),
-            ));
-        }
-        if out.iter().any(|a| a.alarm_name == name) {
-            return Err(site.error(
-                key("alarm_name"),
-                Some(r.alarm_name.span()),
-                format!("duplicate alarm name `{name}`"),
-            ));
-        }
-        let alarm_description = match r.alarm_description {
-            Some(d) if d.get_ref().len() > MAX_ALARM_DESCRIPTION => {
-                return Err(site.error(
-                    key("alarm_description"),
-                    Some(d.span()),
-                    format!("must be at most {MAX_ALARM_DESCRIPTION} characters"),
-                ));
-            }
-            Some(d) if d.get_ref().is_empty() => None,
-            Some(d) => Some(d.into_inner()),
-            None => None,
-        };
-        let metric_name = r.metric_name.get_ref().clone();
-        if metric_name.is_empty() || metric_name.len() > 255 {
-            return Err(site.error(
-                key("metric_name"),
-                Some(r.metric_name.span()),
-                format!("`{metric_name}` must be 1 to 255 characters"),
-            ));
-        }
-        let metric_namespace = match r.metric_namespace {
-            Some(ns) if ns.get_ref().is_empty() || ns.get_ref().len() > 255 => {
-                return Err(site.error(
-                    key("metric_namespace"),
-                    Some(ns.span()),
-                    format!("`{}` must be 1 to 255 characters", ns.get_ref()),
-                ));
-            }
-            Some(ns) => ns.into_inner(),
-            None => namespace_of(&metric_name).ok_or_else(|| {
-                site.error(
-                    key("metric_namespace"),
-                    Some(r.metric_name.span()),
-                    format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
-                )
-            })?,
-        };
-        let period = match &r.period {
-            None => 60,
-            Some(p) if *p.get_ref() % 60 != 0 => {
-                return Err(site.error(
-                    key("period"),
-                    Some(p.span()),
-                    format!(
-                        "{} is not a multiple of 60 (the metrics are published per minute)",
-                        p.get_ref()
-                    ),
-                ));
-            }
-            Some(p) => check_range(
-                p,
-                &key("period"),
-                60..=MAX_EVALUATION_SECONDS,
-                "must be a multiple of 60 between 60 and 86400",
-                site,
-            )?,
-        };
-        let evaluation_periods = match &r.evaluation_periods {
-            None => 1,
-            Some(e) => check_range(
-                e,
-                &key("evaluation_periods"),
-                1..=MAX_EVALUATION_SECONDS / i64::from(period),
-                "must be at least 1, with period × evaluation_periods at most 86400",
-                site,
-            )?,
-        };
-        let datapoints_to_alarm = match &r.datapoints_to_alarm {
-            None => evaluation_periods,
-            Some(d) => check_range(
-                d,
-                &key("datapoints_to_alarm"),
-                1..=i64::from(evaluation_periods),
-                "must be between 1 and `evaluation_periods`",
-                site,
-            )?,
-        };
-        let threshold = match r.threshold {
-            None => 5.0,
-            Some(t) if !t.get_ref().is_finite() => {
-                return Err(site.error(
-                    key("threshold"),
-                    Some(t.span()),
-                    "must be a finite number",
-                ));
-            }
-            Some(t) => *t.get_ref(),
-        };
-        let mut alarm_actions = Vec::new();
-        if let Some(actions) = r.alarm_actions {
-            let span = actions.span();
-            for a in actions.into_inner() {
-                if !a.get_ref().starts_with("arn:") || a.get_ref().split(':').count() < 6 {
-                    return Err(site.error(
-                        key("alarm_actions"),
-                        Some(a.span()),
-                        format!("`{}` is not an ARN", a.get_ref()),
-                    ));
-                }
-                if alarm_actions.contains(a.get_ref()) {
-                    return Err(site.error(
-                        key("alarm_actions"),
-                        Some(a.span()),
-                        format!("`{}` is listed twice", a.get_ref()),
-                    ));
-                }
-                alarm_actions.push(a.into_inner());
-            }
-            if alarm_actions.len() > MAX_ACTIONS {
-                return Err(site.error(
-                    key("alarm_actions"),
-                    Some(span),
-                    format!("at most {MAX_ACTIONS} actions (CloudWatch's limit)"),
-                ));
-            }
-        }
-        out.push(Alarm {
-            alarm_name: name,
-            alarm_description,
-            metric_name,
-            metric_namespace,
-            statistic: r.statistic.unwrap_or(Statistic::Sum),
-            period,
-            evaluation_periods,
-            datapoints_to_alarm,
-            threshold,
-            comparison_operator: r
-                .comparison_operator
-                .unwrap_or(ComparisonOperator::GreaterThanThreshold),
-            treat_missing_data: r.treat_missing_data.unwrap_or(TreatMissingData::Missing),
-            alarm_actions,
-        });
-    }
-    Ok(out)
+    let mut names = Unique::new("alarm name");
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| check_alarm(Entry::new("alarms", i), r, filters, &mut names, site))
+        .collect()
+}
+
+/// The namespace of the first filter that publishes `metric`.
+fn namespace_of(filters: &[MetricFilter], metric: &str) -> Option<String> {
+    filters
+        .iter()
+        .find(|f| f.metric_name == metric)
+        .map(|f| f.metric_namespace.clone())
 }
 
 fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
@@ -504,107 +166,200 @@ fn seed_alarm(alarm: &str, metric: &str, namespace: String) -> Alarm {
         alarm_description: None,
         metric_name: metric.to_string(),
         metric_namespace: namespace,
-        statistic: Statistic::Sum,
-        period: 60,
-        evaluation_periods: 1,
-        datapoints_to_alarm: 1,
-        threshold: 5.0,
-        comparison_operator: ComparisonOperator::GreaterThanThreshold,
-        treat_missing_data: TreatMissingData::Missing,
+        statistic: DEFAULT_STATISTIC,
+        period: MINUTE_SECONDS,
+        evaluation_periods: DEFAULT_EVALUATION_PERIODS,
+        datapoints_to_alarm: DEFAULT_EVALUATION_PERIODS,
+        threshold: DEFAULT_THRESHOLD,
+        comparison_operator: DEFAULT_COMPARISON_OPERATOR,
+        treat_missing_data: DEFAULT_TREAT_MISSING_DATA,
         alarm_actions: Vec::new(),
     }
 }
 
-pub(crate) fn check_heartbeat(
-    raw: RawHeartbeat,
-    metrics: &MetricsConfig,
+fn check_alarm(
+    entry: Entry,
+    raw: RawAlarm,
+    filters: &[MetricFilter],
+    names: &mut Unique,
     site: &ErrorSite<'_>,
-) -> Result<HeartbeatConfig, ConfigError> {
-    let alarm_name = match raw.alarm_name {
-        Some(n)
-            if n.get_ref().is_empty()
-                || n.get_ref().len() > MAX_ALARM_NAME
-                || n.get_ref().chars().any(char::is_control) =>
-        {
-            return Err(site.error(
-                "heartbeat.alarm_name",
-                Some(n.span()),
-                format!(
-                    "`{}` must be 1 to {MAX_ALARM_NAME} printable characters",
-                    n.get_ref()
-                ),
-            ));
-        }
-        Some(n) => n.into_inner(),
-        None => "SSHWatchHeartbeatAlarm".to_string(),
+) -> Result<Alarm, ConfigError> {
+    let alarm_name = site.name(
+        &entry.key("alarm_name"),
+        &raw.alarm_name,
+        NameRule::CLOUDWATCH,
+    )?;
+    site.unique(
+        &entry.key("alarm_name"),
+        names,
+        &alarm_name,
+        &raw.alarm_name,
+    )?;
+    let alarm_description = match &raw.alarm_description {
+        Some(d) => check_description(&entry.key("alarm_description"), d, site)?,
+        None => None,
     };
-    let missing_minutes = match &raw.missing_minutes {
-        None => DEFAULT_HEARTBEAT_MISSING_MINUTES,
-        Some(m) => check_range(
-            m,
-            "heartbeat.missing_minutes",
-            MIN_HEARTBEAT_MISSING_MINUTES..=MAX_EVALUATION_SECONDS / 60,
-            "must be between 3 and 1440 (the newest minute is always still missing when CloudWatch evaluates)",
-            site,
-        )?,
+    let metric_name = site.name(&entry.key("metric_name"), &raw.metric_name, WATCHED_METRIC)?;
+    let metric_namespace = check_namespace(entry, &raw, &metric_name, filters, site)?;
+    let evaluation = check_evaluation(entry, &raw, site)?;
+    let threshold = match &raw.threshold {
+        Some(t) => site.finite(&entry.key("threshold"), t)?,
+        None => DEFAULT_THRESHOLD,
     };
-    // An alarm on a heartbeat nobody publishes would always be in ALARM.
-    let alarm = match raw.alarm {
-        Some(a) if *a.get_ref() && metrics.heartbeat_metric.is_none() => {
-            return Err(site.error(
-                "heartbeat.alarm",
-                Some(a.span()),
-                "needs a heartbeat: `metrics.heartbeat_metric` is off (\"\"); set `alarm = false` or name the metric",
-            ));
-        }
-        Some(a) => *a.get_ref(),
-        None => metrics.heartbeat_metric.is_some(),
+    let alarm_actions = match &raw.alarm_actions {
+        Some(a) => check_actions(&entry.key("alarm_actions"), a, site)?,
+        None => Vec::new(),
     };
-    Ok(HeartbeatConfig {
-        alarm,
+    Ok(Alarm {
         alarm_name,
-        missing_minutes,
+        alarm_description,
+        metric_name,
+        metric_namespace,
+        statistic: raw.statistic.unwrap_or(DEFAULT_STATISTIC),
+        period: evaluation.period,
+        evaluation_periods: evaluation.evaluation_periods,
+        datapoints_to_alarm: evaluation.datapoints_to_alarm,
+        threshold,
+        comparison_operator: raw
+            .comparison_operator
+            .unwrap_or(DEFAULT_COMPARISON_OPERATOR),
+        treat_missing_data: raw.treat_missing_data.unwrap_or(DEFAULT_TREAT_MISSING_DATA),
+        alarm_actions,
     })
 }
 
-pub(crate) fn check_dashboard(
-    raw: RawDashboard,
+/// The namespace of the metric an alarm watches: its own `metric_namespace`, else that of the filter
+/// that publishes the metric.
+fn check_namespace(
+    entry: Entry,
+    raw: &RawAlarm,
+    metric_name: &str,
+    filters: &[MetricFilter],
     site: &ErrorSite<'_>,
-) -> Result<DashboardConfig, ConfigError> {
-    let dashboard_name = match raw.dashboard_name {
-        Some(n) => {
-            let v = n.get_ref();
-            let ok = !v.is_empty()
-                && v.len() <= 255
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !ok {
-                return Err(site.error(
-                    "dashboard.dashboard_name",
-                    Some(n.span()),
-                    format!("`{v}` must be 1 to 255 characters of `[A-Za-z0-9_-]`"),
-                ));
-            }
-            v.clone()
+) -> Result<String, ConfigError> {
+    let key = entry.key("metric_namespace");
+    match &raw.metric_namespace {
+        Some(ns) => site.name(&key, ns, WATCHED_METRIC),
+        None => namespace_of(filters, metric_name).ok_or_else(|| {
+            site.at(
+                &key,
+                &raw.metric_name,
+                format!("no metric filter publishes `{metric_name}`; give `metric_namespace`"),
+            )
+        }),
+    }
+}
+
+/// A description up to CloudWatch's length; an empty one is none.
+fn check_description(
+    key: &str,
+    value: &Spanned<String>,
+    site: &ErrorSite<'_>,
+) -> Result<Option<String>, ConfigError> {
+    let text = value.get_ref();
+    site.require(text.len() <= MAX_ALARM_DESCRIPTION, key, value, || {
+        format!("must be at most {MAX_ALARM_DESCRIPTION} characters")
+    })?;
+    Ok(Some(text.clone()).filter(|t| !t.is_empty()))
+}
+
+/// How an alarm evaluates its metric: over which period, how many periods, how many of them breaching.
+#[derive(Debug, Clone, Copy)]
+struct Evaluation {
+    period: i32,
+    evaluation_periods: i32,
+    datapoints_to_alarm: i32,
+}
+
+fn check_evaluation(
+    entry: Entry,
+    raw: &RawAlarm,
+    site: &ErrorSite<'_>,
+) -> Result<Evaluation, ConfigError> {
+    let period = match &raw.period {
+        None => MINUTE_SECONDS,
+        Some(p) => {
+            let key = entry.key("period");
+            site.require(
+                *p.get_ref() % i64::from(MINUTE_SECONDS) == 0,
+                &key,
+                p,
+                || {
+                    format!(
+                        "{} is not a multiple of {MINUTE_SECONDS} (the metrics are published per minute)",
+                        p.get_ref()
+                    )
+                },
+            )?;
+            site.in_range(
+                &key,
+                p,
+                MINUTE_SECONDS..=MAX_EVALUATION_SECONDS,
+                &format!(
+                    "must be a multiple of {MINUTE_SECONDS} between {MINUTE_SECONDS} and {MAX_EVALUATION_SECONDS}"
+                ),
+            )?
         }
-        None => "sshwatch".to_string(),
     };
-    Ok(DashboardConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        dashboard_name,
+    let evaluation_periods = match &raw.evaluation_periods {
+        None => DEFAULT_EVALUATION_PERIODS,
+        Some(e) => site.in_range(
+            &entry.key("evaluation_periods"),
+            e,
+            1..=MAX_EVALUATION_SECONDS / period,
+            &format!(
+                "must be at least 1, with period × evaluation_periods at most {MAX_EVALUATION_SECONDS}"
+            ),
+        )?,
+    };
+    let datapoints_to_alarm = match &raw.datapoints_to_alarm {
+        None => evaluation_periods,
+        Some(d) => site.in_range(
+            &entry.key("datapoints_to_alarm"),
+            d,
+            1..=evaluation_periods,
+            "must be between 1 and `evaluation_periods`",
+        )?,
+    };
+    Ok(Evaluation {
+        period,
+        evaluation_periods,
+        datapoints_to_alarm,
     })
+}
+
+/// An alarm's own actions: ARNs, each once, no more than CloudWatch takes.
+fn check_actions(
+    key: &str,
+    actions: &Spanned<Vec<Spanned<String>>>,
+    site: &ErrorSite<'_>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut seen = Unique::new("alarm action");
+    let arns = actions
+        .get_ref()
+        .iter()
+        .map(|a| {
+            let arn = site.arn(key, a)?;
+            site.unique(key, &mut seen, &arn, a)?;
+            Ok(arn)
+        })
+        .collect::<Result<Vec<String>, ConfigError>>()?;
+    site.require(arns.len() <= MAX_ACTIONS, key, actions, || {
+        format!("at most {MAX_ACTIONS} actions (CloudWatch's limit)")
+    })?;
+    Ok(arns)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ComparisonOperator, Config, ConfigError, Notifications, TreatMissingData};
+    use crate::config::{ComparisonOperator, Config, ConfigError, TreatMissingData};
 
     fn err(text: &str) -> ConfigError {
         Config::from_toml_str(text, None).expect_err("config must be rejected")
     }
 
     #[test]
-    fn defaults_are_the_seed_alarms_and_a_heartbeat() {
+    fn defaults_are_the_seed_alarms() {
         let c = Config::defaults();
         let names: Vec<&str> = c.alarms.iter().map(|a| a.alarm_name.as_str()).collect();
         assert_eq!(
@@ -628,14 +383,6 @@ mod tests {
             assert_eq!(a.treat_missing_data, TreatMissingData::Missing);
             assert_eq!(a.metric_namespace, "SSH");
         }
-        let hb = c
-            .heartbeat
-            .to_alarm(&c.metrics)
-            .expect("heartbeat alarm on by default");
-        assert_eq!(hb.metric_name, "LinesRead");
-        assert_eq!(hb.treat_missing_data, TreatMissingData::Breaching);
-        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (5, 5));
-        assert!(c.dashboard.enabled);
     }
 
     #[test]
@@ -648,7 +395,7 @@ mod tests {
             None,
         )
         .expect("valid");
-        let Some(Notifications::TopicArn(topic)) = &c.notifications else {
+        let Some(crate::config::Notifications::TopicArn(topic)) = &c.notifications else {
             panic!("topic arn")
         };
         assert_eq!(
@@ -705,51 +452,40 @@ mod tests {
     }
 
     #[test]
-    fn notifications_need_a_topic() {
-        let e = err("[notifications]\nemail = \"ops@example.com\"\n");
-        assert_eq!(e.key, "notifications.sns_topic_arn");
-        assert!(e.message.contains("sns_topic_name"), "{e}");
+    fn alarm_names_and_actions_are_each_given_once() {
         let e = err(
-            "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\nemail = \"a@b.c\"\n",
+            "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             [[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n",
         );
-        assert_eq!(e.key, "notifications.email");
-        let e = err("[notifications]\nsns_topic_arn = \"arn:aws:sqs:us-east-1:1:t\"\n");
-        assert_eq!(e.key, "notifications.sns_topic_arn");
-        let e = err("[notifications]\nsns_topic_name = \"t\"\nemail = \"nobody\"\n");
-        assert_eq!(e.key, "notifications.email");
-        let c = Config::from_toml_str(
-            "[notifications]\nsns_topic_name = \"t\"\nemail = \"a@b.c\"\n",
-            None,
-        )
-        .expect("valid");
-        assert_eq!(
-            c.notifications,
-            Some(Notifications::CreateTopic {
-                name: "t".into(),
-                email: Some("a@b.c".into())
-            })
+        assert_eq!((e.key.as_str(), e.line), ("alarms[1].alarm_name", Some(5)));
+        assert_eq!(e.message, "duplicate alarm name `A`");
+        let e = err(
+            "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n\
+             alarm_actions = [\"arn:aws:sns:r:1:t\", \"arn:aws:sns:r:1:t\"]\n",
         );
+        assert_eq!(e.key, "alarms[0].alarm_actions");
+        assert_eq!(e.message, "duplicate alarm action `arn:aws:sns:r:1:t`");
     }
 
     #[test]
-    fn heartbeat_alarm_follows_the_heartbeat_metric() {
-        let c = Config::from_toml_str("[metrics]\nheartbeat_metric = \"\"\n", None).expect("valid");
-        assert!(!c.heartbeat.alarm);
-        assert!(c.heartbeat.to_alarm(&c.metrics).is_none());
-        let e = err("[metrics]\nheartbeat_metric = \"\"\n[heartbeat]\nalarm = true\n");
-        assert_eq!(e.key, "heartbeat.alarm");
-        let e = err("[heartbeat]\nmissing_minutes = 1\n");
-        assert_eq!(e.key, "heartbeat.missing_minutes");
+    fn an_alarm_evaluates_at_most_a_day() {
+        let base = "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"InvalidUserMetrics\"\n";
         let c = Config::from_toml_str(
-            "[metrics]\nheartbeat_metric = \"Beat\"\nnamespace = \"Ops\"\n[heartbeat]\nmissing_minutes = 10\n",
+            &format!("{base}period = 120\nevaluation_periods = 720\n"),
             None,
         )
-        .expect("valid");
-        let hb = c.heartbeat.to_alarm(&c.metrics).expect("on");
+        .expect("a day");
         assert_eq!(
-            (hb.metric_namespace.as_str(), hb.metric_name.as_str()),
-            ("Ops", "Beat")
+            (c.alarms[0].period, c.alarms[0].evaluation_periods),
+            (120, 720)
         );
-        assert_eq!((hb.evaluation_periods, hb.datapoints_to_alarm), (10, 10));
+        assert_eq!(c.alarms[0].datapoints_to_alarm, 720);
+        let e = err(&format!("{base}period = 120\nevaluation_periods = 721\n"));
+        assert_eq!(e.key, "alarms[0].evaluation_periods");
+        let e = err(&format!("{base}period = 86460\n"));
+        assert_eq!(
+            e.message,
+            "86460: must be a multiple of 60 between 60 and 86400"
+        );
     }
 }

@@ -1,10 +1,9 @@
 //! `[[metric_filters]]`: the `put-metric-filter` arguments, with the seed's three as defaults.
 
-use std::collections::HashSet;
-
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::checks::{Chars, Entry, NameRule, Unique};
 use crate::config::{ConfigError, ErrorSite};
 use crate::pattern::FilterPattern;
 
@@ -51,10 +50,17 @@ enum RawMetricValue {
 }
 
 /// The seed setup's namespace.
-pub const DEFAULT_NAMESPACE: &str = "SSH";
+pub(crate) const DEFAULT_NAMESPACE: &str = "SSH";
+
+/// What each match adds when `metric_value` is left out: one, as in the seed's filters.
+const DEFAULT_METRIC_VALUE: f64 = 1.0;
+
+/// Metric filter names: 1 to 512 characters (CloudWatch Logs API Reference, PutMetricFilter,
+/// `filterName`).
+const FILTER_NAME: NameRule = NameRule::new(512, Chars::Any);
 
 /// The seed's three filters: `(filter_name, filter_pattern, metric_name)`.
-pub const SEED_FILTERS: [(&str, &str, &str); 3] = [
+pub(crate) const SEED_FILTERS: [(&str, &str, &str); 3] = [
     (
         "SSHInvalidUserFilter",
         "[Mon, day, timestamp, ip, id, status = Invalid, ...]",
@@ -82,16 +88,12 @@ pub fn default_metric_filters() -> Vec<MetricFilter> {
                 filter_pattern: FilterPattern::parse(pattern).ok()?,
                 metric_name: (*metric).to_string(),
                 metric_namespace: DEFAULT_NAMESPACE.to_string(),
-                metric_value: MetricValue::Number(1.0),
+                metric_value: MetricValue::Number(DEFAULT_METRIC_VALUE),
                 default_value: None,
             })
         })
         .collect()
 }
-
-/// CloudWatch's own bounds (spec: filterName ≤ 512, metricName ≤ 255, namespace ≤ 255).
-const MAX_FILTER_NAME: usize = 512;
-const MAX_METRIC_NAME: usize = 255;
 
 pub(crate) fn check_metric_filters(
     raw: Option<Vec<RawMetricFilter>>,
@@ -107,120 +109,89 @@ pub(crate) fn check_metric_filters(
             "at least one metric filter is needed (leave the key out for the seed's three)",
         ));
     }
-    let mut names = HashSet::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
-        let key = |field: &str| format!("metric_filters[{i}].{field}");
-        let name = r.filter_name.get_ref().trim().to_string();
-        if name.is_empty() || name.len() > MAX_FILTER_NAME {
-            return Err(site.error(
-                key("filter_name"),
-                Some(r.filter_name.span()),
-                format!("must be 1 to {MAX_FILTER_NAME} characters"),
-            ));
-        }
-        if !names.insert(name.clone()) {
-            return Err(site.error(
-                key("filter_name"),
-                Some(r.filter_name.span()),
-                format!("duplicate filter name `{name}`"),
-            ));
-        }
-        let pattern = FilterPattern::parse(r.filter_pattern.get_ref()).map_err(|e| {
-            site.error(
-                key("filter_pattern"),
-                Some(r.filter_pattern.span()),
-                format!(
-                    "invalid filter pattern `{}`: {e}",
-                    r.filter_pattern.get_ref()
-                ),
-            )
-        })?;
-        let metric_name = check_metric_name(&r.metric_name, &key("metric_name"), site)?;
-        let metric_namespace = match &r.metric_namespace {
-            Some(ns) => check_metric_name(ns, &key("metric_namespace"), site)?,
-            None => DEFAULT_NAMESPACE.to_string(),
-        };
-        if metric_namespace.starts_with("AWS/") {
-            return Err(site.error(
-                key("metric_namespace"),
-                r.metric_namespace.as_ref().map(Spanned::span),
-                "namespaces starting with `AWS/` are reserved for AWS",
-            ));
-        }
-        let metric_value = match r.metric_value {
-            None => MetricValue::Number(1.0),
-            Some(v) => {
-                let span = v.span();
-                let value = match v.into_inner() {
-                    RawMetricValue::Number(n) => MetricValue::Number(n),
-                    RawMetricValue::Integer(n) => MetricValue::Number(n as f64),
-                    RawMetricValue::Text(t) => parse_metric_value(&t).ok_or_else(|| {
-                        site.error(
-                            key("metric_value"),
-                            Some(span.clone()),
-                            format!("`{t}` is neither a number nor a `$field` reference"),
-                        )
-                    })?,
-                };
-                if let MetricValue::Number(n) = value
-                    && !n.is_finite()
-                {
-                    return Err(site.error(
-                        key("metric_value"),
-                        Some(span),
-                        "must be a finite number",
-                    ));
-                }
-                if let MetricValue::Field(f) = &value
-                    && !pattern.accepts_reference(f)
-                {
-                    return Err(site.error(
-                        key("metric_value"),
-                        Some(span),
-                        format!("`{f}` is not a field of the filter pattern"),
-                    ));
-                }
-                value
-            }
-        };
-        let default_value = match r.default_value {
-            Some(d) if !d.get_ref().is_finite() => {
-                return Err(site.error(
-                    key("default_value"),
-                    Some(d.span()),
-                    "must be a finite number",
-                ));
-            }
-            Some(d) => Some(*d.get_ref()),
-            None => None,
-        };
-        out.push(MetricFilter {
-            filter_name: name,
-            filter_pattern: pattern,
-            metric_name,
-            metric_namespace,
-            metric_value,
-            default_value,
-        });
-    }
-    Ok(out)
+    let mut names = Unique::new("filter name");
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| check_metric_filter(Entry::new("metric_filters", i), r, &mut names, site))
+        .collect()
 }
 
-fn check_metric_name(
-    value: &Spanned<String>,
-    key: &str,
+fn check_metric_filter(
+    entry: Entry,
+    raw: RawMetricFilter,
+    names: &mut Unique,
     site: &ErrorSite<'_>,
-) -> Result<String, ConfigError> {
-    let v = value.get_ref();
-    if v.is_empty() || v.len() > MAX_METRIC_NAME || v.chars().any(char::is_control) {
-        return Err(site.error(
-            key,
-            Some(value.span()),
-            format!("must be 1 to {MAX_METRIC_NAME} printable characters"),
-        ));
+) -> Result<MetricFilter, ConfigError> {
+    // The name is taken without the blanks around it, and so compared with the others.
+    let trimmed = Spanned::new(
+        raw.filter_name.span(),
+        raw.filter_name.get_ref().trim().to_string(),
+    );
+    let filter_name = site.name(&entry.key("filter_name"), &trimmed, FILTER_NAME)?;
+    site.unique(&entry.key("filter_name"), names, &filter_name, &trimmed)?;
+    let pattern = FilterPattern::parse(raw.filter_pattern.get_ref()).map_err(|e| {
+        site.at(
+            &entry.key("filter_pattern"),
+            &raw.filter_pattern,
+            format!(
+                "invalid filter pattern `{}`: {e}",
+                raw.filter_pattern.get_ref()
+            ),
+        )
+    })?;
+    let metric_name = site.name(
+        &entry.key("metric_name"),
+        &raw.metric_name,
+        NameRule::CLOUDWATCH,
+    )?;
+    let metric_namespace = match &raw.metric_namespace {
+        Some(ns) => site.own_namespace(&entry.key("metric_namespace"), ns)?,
+        None => DEFAULT_NAMESPACE.to_string(),
+    };
+    let metric_value = match raw.metric_value {
+        None => MetricValue::Number(DEFAULT_METRIC_VALUE),
+        Some(v) => check_metric_value(&entry.key("metric_value"), v, &pattern, site)?,
+    };
+    let default_value = match &raw.default_value {
+        Some(d) => Some(site.finite(&entry.key("default_value"), d)?),
+        None => None,
+    };
+    Ok(MetricFilter {
+        filter_name,
+        filter_pattern: pattern,
+        metric_name,
+        metric_namespace,
+        metric_value,
+        default_value,
+    })
+}
+
+/// A finite number, or a `$field` reference to a field `pattern` names.
+fn check_metric_value(
+    key: &str,
+    value: Spanned<RawMetricValue>,
+    pattern: &FilterPattern,
+    site: &ErrorSite<'_>,
+) -> Result<MetricValue, ConfigError> {
+    let span = value.span();
+    let number = |n: f64| site.finite(key, &Spanned::new(span.clone(), n));
+    match value.into_inner() {
+        RawMetricValue::Number(n) => Ok(MetricValue::Number(number(n)?)),
+        RawMetricValue::Integer(n) => Ok(MetricValue::Number(number(n as f64)?)),
+        RawMetricValue::Text(t) => match parse_metric_value(&t) {
+            None => Err(site.error(
+                key,
+                Some(span),
+                format!("`{t}` is neither a number nor a `$field` reference"),
+            )),
+            Some(MetricValue::Field(f)) if !pattern.accepts_reference(&f) => Err(site.error(
+                key,
+                Some(span),
+                format!("`{f}` is not a field of the filter pattern"),
+            )),
+            Some(value) => Ok(value),
+        },
     }
-    Ok(v.clone())
 }
 
 /// `"1"`, `"2.5"` → a number; `"$size"` → a field reference.

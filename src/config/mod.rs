@@ -2,27 +2,40 @@
 //!
 //! Only this module reads the configuration file. Every error names the key
 //! and, when the file has it, the line, and maps to exit status 78 (`EX_CONFIG`).
+//!
+//! Each section of the file has its own module, named after it (`source` checks `[source]`,
+//! `filters` checks `[[metric_filters]]`); `checks` holds the checks they share and `spelling` the
+//! enums whose names the file and the AWS API spell alike. This module reads the file and runs the
+//! sections' checks in order.
 
 mod alarms;
-mod daemon;
+mod aws;
+mod checks;
+mod dashboard;
+mod detector;
 mod filters;
+mod heartbeat;
+mod logs;
+mod metrics;
+mod notifications;
+mod source;
+mod spelling;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use self::alarms::{
-    Alarm, ComparisonOperator, DashboardConfig, HeartbeatConfig, Notifications, Statistic,
-    TreatMissingData,
-};
-pub use self::daemon::{
-    AwsConfig, DetectorConfig, LogGroupClass, LogsConfig, MetricsConfig, MetricsTransport,
-    SourceConfig, StartPosition,
-};
-pub use self::filters::{
-    DEFAULT_NAMESPACE, MetricFilter, MetricValue, SEED_FILTERS, default_metric_filters,
-};
+pub use self::alarms::{Alarm, ComparisonOperator, Statistic, TreatMissingData};
+pub use self::aws::AwsConfig;
+pub use self::dashboard::DashboardConfig;
+pub use self::detector::DetectorConfig;
+pub use self::filters::{MetricFilter, MetricValue, default_metric_filters};
+pub use self::heartbeat::HeartbeatConfig;
+pub use self::logs::{LogGroupClass, LogsConfig};
+pub use self::metrics::{MetricsConfig, MetricsTransport};
+pub use self::notifications::Notifications;
+pub use self::source::{SourceConfig, StartPosition};
 
 /// Exit status for configuration errors (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;
@@ -108,27 +121,60 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The field name `toml::Spanned` reads its value under; serde_path_to_error puts it in the path of
+/// an error about a spanned value, where it is no key of the file.
+const SPANNED_VALUE_FIELD: &str = ".$__serde_spanned_private_value";
+
+/// The dotted key of the value serde refused (empty for the document itself).
+fn key_of(path: &serde_path_to_error::Path) -> String {
+    let key = path.to_string().replace(SPANNED_VALUE_FIELD, "");
+    if key == "." { String::new() } else { key }
+}
+
+/// The mode bits that let the file's group or others write it.
+const GROUP_OR_OTHERS_WRITE: u32 = 0o022;
+/// The mode bits that are permissions (the file type left out), as `chmod` shows them.
+const PERMISSIONS: u32 = 0o7777;
+
+/// Warns when others than the file's owner may change it: the file decides what sshwatch reads and
+/// where it sends it.
+fn warn_if_others_may_write(path: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.mode() & PERMISSIONS;
+    if mode & GROUP_OR_OTHERS_WRITE != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:04o}"),
+            "the configuration file `{}` is writable by group or others (mode {mode:04o}); anyone who can change it decides what sshwatch reads and where it sends it: `chmod go-w` it",
+            path.display(),
+        );
+    }
+}
+
 /// The raw file, as serde reads it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    source: daemon::RawSource,
+    source: source::RawSource,
     #[serde(default)]
-    aws: daemon::RawAws,
+    aws: aws::RawAws,
     #[serde(default)]
-    logs: daemon::RawLogs,
+    logs: logs::RawLogs,
     #[serde(default)]
-    metrics: daemon::RawMetrics,
+    metrics: metrics::RawMetrics,
     #[serde(default)]
-    detector: daemon::RawDetector,
+    detector: detector::RawDetector,
     metric_filters: Option<Vec<filters::RawMetricFilter>>,
     alarms: Option<Vec<alarms::RawAlarm>>,
-    notifications: Option<alarms::RawNotifications>,
+    notifications: Option<notifications::RawNotifications>,
     #[serde(default)]
-    heartbeat: alarms::RawHeartbeat,
+    heartbeat: heartbeat::RawHeartbeat,
     #[serde(default)]
-    dashboard: alarms::RawDashboard,
+    dashboard: dashboard::RawDashboard,
 }
 
 impl Config {
@@ -144,18 +190,7 @@ impl Config {
     pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                use std::os::unix::fs::MetadataExt as _;
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.mode() & 0o022 != 0
-                {
-                    tracing::warn!(
-                        path = %path.display(),
-                        mode = format!("{:04o}", meta.mode() & 0o7777),
-                        "the configuration file `{}` is writable by group or others (mode {:04o}); anyone who can change it decides what sshwatch reads and where it sends it: `chmod go-w` it",
-                        path.display(),
-                        meta.mode() & 0o7777
-                    );
-                }
+                warn_if_others_may_write(path);
                 Config::from_toml_str(&text, Some(path))
             }
             Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
@@ -175,32 +210,22 @@ impl Config {
         let site = ErrorSite { path, text };
         let deserializer = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            let key = key_of(e.path());
             let inner = e.into_inner();
-            let key = if key == "." { String::new() } else { key };
             site.error(key, inner.span(), inner.message().trim().to_string())
         })?;
 
-        let source = daemon::check_source(raw.source, &site)?;
-        let aws = daemon::check_aws(raw.aws, &site)?;
-        let logs = daemon::check_logs(raw.logs, &site)?;
-        let metrics = daemon::check_metrics(raw.metrics, &site)?;
-        let detector = daemon::check_detector(raw.detector, &site)?;
+        let source = source::check_source(raw.source, &site)?;
+        let aws = aws::check_aws(raw.aws, &site)?;
+        let logs = logs::check_logs(raw.logs, &site)?;
+        let metrics = metrics::check_metrics(raw.metrics, &site)?;
+        let detector = detector::check_detector(raw.detector, &site)?;
         let metric_filters = filters::check_metric_filters(raw.metric_filters, &site)?;
-        let notifications = alarms::check_notifications(raw.notifications, &site)?;
-        let alarms =
-            alarms::check_alarms(raw.alarms, &metric_filters, notifications.as_ref(), &site)?;
-        let heartbeat = alarms::check_heartbeat(raw.heartbeat, &metrics, &site)?;
-        if metrics.transport == MetricsTransport::Emf
-            && logs.log_group_class == LogGroupClass::InfrequentAccess
-        {
-            return Err(site.error(
-                "metrics.transport",
-                None,
-                "`emf` needs a STANDARD log group (CloudWatch extracts no metrics in the Infrequent Access class); set `logs.log_group_class = \"STANDARD\"` or `metrics.transport = \"put_metric_data\"`",
-            ));
-        }
-        let dashboard = alarms::check_dashboard(raw.dashboard, &site)?;
+        let notifications = notifications::check_notifications(raw.notifications, &site)?;
+        let alarms = alarms::check_alarms(raw.alarms, &metric_filters, &site)?;
+        let heartbeat = heartbeat::check_heartbeat(raw.heartbeat, &metrics, &site)?;
+        metrics::check_transport(&metrics, &logs, &site)?;
+        let dashboard = dashboard::check_dashboard(raw.dashboard, &site)?;
 
         Ok(Config {
             path: path.map(Path::to_path_buf),
@@ -215,5 +240,36 @@ impl Config {
             heartbeat,
             dashboard,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let cases = [
+            (
+                "[logs]\nretention_in_days = \"never\"\n",
+                "logs.retention_in_days",
+                2,
+            ),
+            (
+                "[metrics]\ngrace_seconds = -1\n",
+                "metrics.grace_seconds",
+                2,
+            ),
+            (
+                "[[alarms]]\nalarm_name = \"A\"\nmetric_name = \"M\"\nalarm_actions = [1]\n",
+                "alarms[0].alarm_actions[0]",
+                4,
+            ),
+            ("source = 1\n", "source", 1),
+        ];
+        for (text, key, line) in cases {
+            let e = Config::from_toml_str(text, None).expect_err("wrong type");
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{text}: {e}");
+        }
     }
 }
