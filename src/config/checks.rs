@@ -32,8 +32,9 @@ pub(crate) enum Chars {
     Word,
     /// ASCII letters and digits, `.`, `_`, `/`, `#` and `-`: log group names (CreateLogGroup).
     LogGroup,
-    /// Any character but `:` and `*`: log stream names (CreateLogStream).
-    LogStream,
+    /// Any character but `:` and `*`: log stream names (CreateLogStream) and metric filter names
+    /// (PutMetricFilter).
+    NoColonOrStar,
 }
 
 impl Chars {
@@ -43,7 +44,7 @@ impl Chars {
             Chars::Printable => !c.is_control(),
             Chars::Word => c.is_ascii_alphanumeric() || c == '_' || c == '-',
             Chars::LogGroup => c.is_ascii_alphanumeric() || "._-/#".contains(c),
-            Chars::LogStream => c != ':' && c != '*',
+            Chars::NoColonOrStar => c != ':' && c != '*',
         }
     }
 
@@ -53,7 +54,7 @@ impl Chars {
             Chars::Printable => "printable characters",
             Chars::Word => "characters of `[A-Za-z0-9_-]`",
             Chars::LogGroup => "characters of `[A-Za-z0-9._/#-]`",
-            Chars::LogStream => "characters without `:` or `*`",
+            Chars::NoColonOrStar => "characters without `:` or `*`",
         }
     }
 }
@@ -310,7 +311,7 @@ mod tests {
         assert!(!word.accepts("a.b"));
         assert!(!NameRule::CLOUDWATCH.accepts("a\tb"));
         assert!(NameRule::new(3, Chars::Any).accepts("a\tb"));
-        assert!(!NameRule::new(9, Chars::LogStream).accepts("a:b"));
+        assert!(!NameRule::new(9, Chars::NoColonOrStar).accepts("a:b"));
         assert!(NameRule::new(9, Chars::LogGroup).accepts("/a#b_c.d"));
     }
 }

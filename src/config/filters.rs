@@ -55,9 +55,9 @@ pub(crate) const DEFAULT_NAMESPACE: &str = "SSH";
 /// What each match adds when `metric_value` is left out: one, as in the seed's filters.
 const DEFAULT_METRIC_VALUE: f64 = 1.0;
 
-/// Metric filter names: 1 to 512 characters (CloudWatch Logs API Reference, PutMetricFilter,
-/// `filterName`).
-const FILTER_NAME: NameRule = NameRule::new(512, Chars::Any);
+/// Metric filter names: 1 to 512 characters, none of them `:` or `*` (CloudWatch Logs API Reference,
+/// PutMetricFilter, `filterName`).
+const FILTER_NAME: NameRule = NameRule::new(512, Chars::NoColonOrStar);
 
 /// The seed's three filters: `(filter_name, filter_pattern, metric_name)`.
 pub(crate) const SEED_FILTERS: [(&str, &str, &str); 3] = [

@@ -42,7 +42,7 @@ const DEFAULT_LOG_STREAM_NAME: &str = "{instance_id}";
 const LOG_GROUP_NAME: NameRule = NameRule::new(512, Chars::LogGroup);
 /// Log stream names: 1 to 512 characters, neither `:` nor `*` among them (CloudWatch Logs API
 /// Reference, CreateLogStream).
-const LOG_STREAM_NAME: NameRule = NameRule::new(512, Chars::LogStream);
+const LOG_STREAM_NAME: NameRule = NameRule::new(512, Chars::NoColonOrStar);
 /// The placeholders a stream name may hold, which the sink fills in for each host.
 const PLACEHOLDERS: [&str; 2] = ["instance_id", "hostname"];
 /// `retention_in_days` for a log group whose events never expire (the API's default when no

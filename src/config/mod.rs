@@ -272,4 +272,21 @@ mod tests {
             assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{text}: {e}");
         }
     }
+
+    #[test]
+    fn a_filter_name_putmetricfilter_refuses_is_refused_here() {
+        for name in ["a:b", "ssh*", ""] {
+            let text = format!(
+                "[[metric_filters]]\nfilter_name = \"{name}\"\nfilter_pattern = \"x\"\nmetric_name = \"M\"\n"
+            );
+            let e = Config::from_toml_str(&text, None).expect_err(name);
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("metric_filters[0].filter_name", Some(2)),
+                "{name}: {e}"
+            );
+        }
+        let ok = "[[metric_filters]]\nfilter_name = \"SSH invalid-user/1\"\nfilter_pattern = \"x\"\nmetric_name = \"M\"\n";
+        assert!(Config::from_toml_str(ok, None).is_ok());
+    }
 }
