@@ -285,7 +285,12 @@ ct_shutdown() {
     kill -TERM "$ct_nspawn" 2>/dev/null
     local deadline=$((SECONDS + 30))
     while kill -0 "$ct_nspawn" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-    kill -KILL "$ct_nspawn" 2>/dev/null
+    if kill -0 "$ct_nspawn" 2>/dev/null; then
+        # Killing the container's PID 1 ends every process of its PID namespace; then nspawn exits.
+        [ -n "$ct_leader" ] && kill -KILL "$ct_leader" 2>/dev/null
+        sleep 1
+        kill -KILL "$ct_nspawn" 2>/dev/null
+    fi
     wait "$ct_nspawn" 2>/dev/null
     ct_nspawn=
     ct_leader=
