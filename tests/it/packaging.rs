@@ -337,6 +337,12 @@ fn unit_matches_the_daemon() {
     // AF_UNIX for journald and sd_notify, AF_INET/AF_INET6 for AWS; IMDS must stay reachable.
     assert_eq!(one("RestrictAddressFamilies"), "AF_INET AF_INET6 AF_UNIX");
     assert!(!s.contains_key("IPAddressDeny") && !s.contains_key("PrivateNetwork"));
+    // The journal source runs `journalctl --follow`, which reads /proc/sys/kernel/random/boot_id at start;
+    // ProcSubset=pid hides it and journalctl exits at once (scripts/host-test.sh, scenario c).
+    assert!(
+        !s.contains_key("ProcSubset"),
+        "ProcSubset= hides /proc/sys/kernel/random/boot_id from journalctl --follow"
+    );
     // The state directory is where the default config keeps its checkpoint.
     let defaults = sshwatch::config::Config::defaults();
     assert_eq!(
