@@ -142,6 +142,9 @@ impl Beat {
     }
 }
 
+/// How much of a failing call's reason `STATUS=` shows (the journal has all of it).
+const STATUS_FAILURE_CHARS: usize = 160;
+
 /// What the daemon did, for `STATUS=` and the memory release: counters the tasks bump, read by the health
 /// task.
 #[derive(Debug)]
@@ -238,6 +241,10 @@ impl Stats {
         }
         for (name, n) in self.metric_names.iter().zip(&self.matches) {
             out.push_str(&format!(", {name} {}", n.load(Ordering::Relaxed)));
+        }
+        if let Some(failing) = self.sinks().iter().find_map(|s| s.failing()) {
+            let short: String = failing.chars().take(STATUS_FAILURE_CHARS).collect();
+            out.push_str(&format!("; retrying {short}"));
         }
         out
     }
@@ -401,5 +408,20 @@ mod tests {
             "following /x; read 3 lines, shipped 3, retries 0, A 2"
         );
         assert_eq!(printable("a\nb\u{1b}c"), "a?b?c");
+    }
+
+    #[test]
+    fn status_says_which_call_is_failing_until_one_is_accepted() {
+        let p = Stats::new(vec!["A".into()]);
+        let sink = Arc::new(crate::sink::SinkStats::default());
+        p.watch_sinks(vec![Arc::clone(&sink)]);
+        p.set_state("following /x");
+        sink.add_retry("PutLogEvents: `ThrottlingException`: Rate exceeded".into());
+        assert_eq!(
+            p.status(),
+            "following /x; read 0 lines, shipped 0, retries 1, A 0; retrying PutLogEvents: `ThrottlingException`: Rate exceeded"
+        );
+        sink.add_accepted(1, 30);
+        assert!(!p.status().contains("retrying"), "{}", p.status());
     }
 }

@@ -212,7 +212,12 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = key_of(e.path());
             let inner = e.into_inner();
-            site.error(key, inner.span(), inner.message().trim().to_string())
+            let mut message = inner.message().trim().to_string();
+            if message.is_empty() {
+                // toml gives no words for some syntax errors (`key = ` with nothing after it).
+                message = "invalid TOML: a value is missing or malformed here".to_string();
+            }
+            site.error(key, inner.span(), message)
         })?;
 
         let source = source::check_source(raw.source, &site)?;
@@ -246,6 +251,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
+
+    #[test]
+    fn every_syntax_error_has_words() {
+        for text in ["-L= ", "[logs]\nlog_group_name = \n", "= 1", "x"] {
+            let e = Config::from_toml_str(text, None).expect_err(text);
+            assert!(!e.message.trim().is_empty(), "{text:?}: {e}");
+            assert!(e.line.is_some(), "{text:?}: {e}");
+        }
+    }
 
     #[test]
     fn a_value_of_the_wrong_type_is_named_by_its_key() {

@@ -231,8 +231,15 @@ pub async fn run_with(
     let _ = health.await;
     give_up.abort();
     if shutdown.is_aborted() {
+        let failing: Vec<String> = stats.sinks().iter().filter_map(|s| s.failing()).collect();
+        let why = if failing.is_empty() {
+            "its last calls did not finish in time".to_string()
+        } else {
+            format!("still failing: {}", failing.join("; "))
+        };
         warn!(
-            "stopped before CloudWatch accepted everything; the rest is sent after the next start"
+            reason = %why,
+            "stopped before CloudWatch accepted everything ({why}); the rest stays in the log and the checkpoint and is sent after the next start"
         );
     }
     info!(status = %stats.status(), "stopped");

@@ -135,6 +135,8 @@ pub struct SinkStats {
     /// Log events or datums not delivered and not retried: events CloudWatch refused on their own or
     /// skipped (`rejectedLogEventsInfo`), datums too old or not finite.
     rejected: AtomicU64,
+    /// The last failed call that is being retried (`operation: reason`), until a call is accepted.
+    failing: std::sync::Mutex<Option<String>>,
     /// The sink's promise to the watchdog while a call or a wait is under way.
     pub beat: Beat,
 }
@@ -161,13 +163,25 @@ impl SinkStats {
     }
 
     pub(crate) fn add_accepted(&self, items: usize, bytes: usize) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = None;
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.items.fetch_add(items as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_retry(&self) {
+    /// A failed call is retried; `failure` says which and why.
+    pub(crate) fn add_retry(&self, failure: String) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.failing.lock() {
+            *f = Some(failure);
+        }
+    }
+
+    /// The failure being retried, if the last call failed.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().ok().and_then(|f| f.clone())
     }
 
     pub(crate) fn add_rejected(&self, items: usize) {

@@ -320,7 +320,8 @@ impl<'a> Retrier<'a> {
     pub(crate) async fn wait(&mut self, failure: &Failure) -> Result<(), Aborted> {
         let delay = self.backoff.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        self.stats.add_retry();
+        self.stats
+            .add_retry(format!("{}: {}", self.operation, failure.reason()));
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let code = failure.code.as_deref().unwrap_or("-");
         let status = failure.status.unwrap_or(0);

@@ -8,9 +8,19 @@
 //! cursor, which the daemon checkpoints like a file offset: after a restart reading resumes right
 //! after the last shipped entry.
 //!
-//! The entries come from `journalctl -o json --follow` run as a child process (see ARCHITECTURE.md
-//! for why not the sd-journal C API): no C library to link, no `unsafe`, and journalctl already
-//! handles journal rotation, vacuuming, corruption and the `--after-cursor` seek.
+//! The entries come from journalctl run as a child process (see ARCHITECTURE.md for why not the
+//! sd-journal C API): no C library to link, no `unsafe`, and journalctl already handles journal
+//! rotation, vacuuming, corruption and seeking to a cursor. Each (re)start runs it twice:
+//! 1. `journalctl -o json --cursor=C` without `--follow` prints every entry from the cursor to now, of
+//!    every boot. `--follow` cannot do this alone: from systemd 250 it implies `--boot` (a
+//!    `_BOOT_ID` match for the current boot), so after a reboot it would skip the entries the previous
+//!    boot wrote after the checkpoint;
+//! 2. `journalctl -o json --follow --cursor=C'`, from the last entry the first run printed.
+//!
+//! Both start *at* the cursor and drop the entry carrying it, rather than using `--after-cursor`:
+//! `--after-cursor` skips one entry on the assumption that the cursor's entry matches the filter, which
+//! an entry of an earlier boot no longer does under `--follow`'s boot match, and the first entry of the
+//! new boot would be skipped.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -125,12 +135,18 @@ impl JournalOptions {
         cmd
     }
 
-    /// `journalctl --follow`, after `cursor` or from the first matching entry.
-    fn follow(&self, cursor: Option<&str>) -> io::Result<Child> {
+    /// journalctl from `cursor` (its entry included), or from the first matching entry: what the
+    /// journal holds now ([`Run::CatchUp`]), or that and then every new entry ([`Run::Follow`]).
+    fn spawn(&self, run: Run, cursor: Option<&str>) -> io::Result<Child> {
         let mut cmd = self.command();
-        cmd.args(["--follow", "--no-tail"]);
+        if run == Run::Follow {
+            cmd.arg("--follow");
+            if cursor.is_none() {
+                cmd.arg("--no-tail");
+            }
+        }
         if let Some(c) = cursor {
-            cmd.arg(format!("--after-cursor={c}"));
+            cmd.arg(format!("--cursor={c}"));
         }
         cmd.args(Self::matches());
         cmd.spawn().map_err(|e| {
@@ -298,48 +314,68 @@ async fn read_journal(
                 }
             }
         }
-        let mut child = match options.follow(cursor.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                if tx.send(Err(e)).await.is_err() {
-                    return;
+        let mut run = Run::CatchUp;
+        loop {
+            // The entry at the cursor was read before: the run starts there and drops it.
+            let start = cursor.clone();
+            let mut child = match options.spawn(run, start.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    break;
                 }
-                continue;
+            };
+            let Some(stdout) = child.stdout.take() else {
+                break;
+            };
+            let started = tokio::time::Instant::now();
+            let outcome = pump(stdout, start.as_deref(), &mut cursor, &tx, &budget).await;
+            if run == Run::Follow && started.elapsed() >= HEALTHY_RUN {
+                delay = RESTART_DELAY;
             }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            continue;
-        };
-        let started = tokio::time::Instant::now();
-        let outcome = pump(stdout, &mut cursor, &tx, &budget).await;
-        if started.elapsed() >= HEALTHY_RUN {
-            delay = RESTART_DELAY;
-        }
-        match outcome {
-            Pumped::ReceiverGone => return,
-            Pumped::Eof => {
-                let status = match child.wait().await {
-                    Ok(s) => s.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                warn!(
-                    status = %status,
-                    cursor = ?cursor,
-                    delay_ms = delay.as_millis() as u64,
-                    "journalctl exited ({status}; its own message is just above); restarting it in {} s after the last entry read",
-                    delay.as_secs()
-                );
+            match outcome {
+                Pumped::ReceiverGone => return,
+                Pumped::Eof => {
+                    let status = child.wait().await;
+                    if run == Run::CatchUp && status.as_ref().is_ok_and(|s| s.success()) {
+                        run = Run::Follow;
+                        continue;
+                    }
+                    let status = match status {
+                        Ok(s) => s.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    warn!(
+                        status = %status,
+                        cursor = ?cursor,
+                        delay_ms = delay.as_millis() as u64,
+                        "journalctl exited ({status}; its own message is just above); restarting it in {} s after the last entry read",
+                        delay.as_secs()
+                    );
+                }
+                Pumped::Error(e) => {
+                    warn!(
+                        error = %e,
+                        delay_ms = delay.as_millis() as u64,
+                        "cannot read from journalctl ({e}); restarting it in {} s after the last entry read",
+                        delay.as_secs()
+                    );
+                }
             }
-            Pumped::Error(e) => {
-                warn!(
-                    error = %e,
-                    delay_ms = delay.as_millis() as u64,
-                    "cannot read from journalctl ({e}); restarting it in {} s after the last entry read",
-                    delay.as_secs()
-                );
-            }
+            break;
         }
     }
+}
+
+/// The two runs of journalctl, see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Every entry from the cursor to now, of every boot; exits at the end.
+    CatchUp,
+    /// Every entry from the cursor on, waiting for new ones.
+    Follow,
 }
 
 enum Pumped {
@@ -348,9 +384,11 @@ enum Pumped {
     Error(io::Error),
 }
 
-/// Reads journalctl's JSON lines, sends the rendered lines, keeps `cursor` at the last one read.
+/// Reads journalctl's JSON lines, sends the rendered lines, keeps `cursor` at the last one read. The
+/// entry at `start` (read before) is dropped.
 async fn pump(
     stdout: impl AsyncRead + Unpin,
+    start: Option<&str>,
     cursor: &mut Option<String>,
     tx: &mpsc::Sender<io::Result<Budgeted>>,
     budget: &Arc<Semaphore>,
@@ -379,6 +417,9 @@ async fn pump(
         let Some(rendered) = render_entry(&entry, &chrono::Local) else {
             continue;
         };
+        if start == Some(rendered.cursor.as_str()) {
+            continue;
+        }
         *cursor = Some(rendered.cursor.clone());
         let share = u32::try_from(rendered.line.len().clamp(1, CHANNEL_BYTES)).unwrap_or(u32::MAX);
         let Ok(permit) = Arc::clone(budget).acquire_many_owned(share).await else {
@@ -600,7 +641,7 @@ mod tests {
         let budget = Arc::new(Semaphore::new(CHANNEL_BYTES));
         let pump = tokio::spawn(async move {
             let mut cursor = None;
-            let out = pump(std::io::Cursor::new(data), &mut cursor, &tx, &budget).await;
+            let out = pump(std::io::Cursor::new(data), None, &mut cursor, &tx, &budget).await;
             (matches!(out, Pumped::Eof), cursor)
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -618,6 +659,33 @@ mod tests {
         let (eof, cursor) = pump.await.unwrap_or((false, None));
         assert!(eof);
         assert_eq!(cursor.as_deref(), Some("c9"));
+    }
+
+    #[tokio::test]
+    async fn the_entry_at_the_start_cursor_is_dropped_and_no_other() {
+        let mut data = Vec::new();
+        for i in [0, 1, 2] {
+            data.extend(
+                format!(r#"{{"__CURSOR":"c{i}","__REALTIME_TIMESTAMP":"1","MESSAGE":"m{i}"}}"#)
+                    .bytes(),
+            );
+            data.push(b'\n');
+        }
+        let (tx, mut rx) = mpsc::channel(CHANNEL_ENTRIES);
+        let budget = Arc::new(Semaphore::new(CHANNEL_BYTES));
+        let mut cursor = Some("c0".to_string());
+        let out = pump(&data[..], Some("c0"), &mut cursor, &tx, &budget).await;
+        assert!(matches!(out, Pumped::Eof));
+        drop(tx);
+        let mut ends = Vec::new();
+        while let Some(Ok(b)) = rx.recv().await {
+            ends.push(b.line.end);
+        }
+        let cursors: Vec<Position> = ["c1", "c2"]
+            .map(|c| Position::Journal { cursor: c.into() })
+            .into();
+        assert_eq!(ends, cursors);
+        assert_eq!(cursor.as_deref(), Some("c2"));
     }
 
     #[tokio::test]

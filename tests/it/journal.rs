@@ -30,17 +30,40 @@ struct PrivateJournald {
 
 impl PrivateJournald {
     fn start() -> PrivateJournald {
+        PrivateJournald::start_in(None, None)
+    }
+
+    /// A private journald that stamps its entries with `boot_id` (bind-mounted over the kernel's, as
+    /// systemd-nspawn does) and writes them into `journal_dir` (else a tmpfs): two of them one after the
+    /// other on one directory, with two boot ids, are a reboot.
+    fn start_in(boot_id: Option<&str>, journal_dir: Option<&Path>) -> PrivateJournald {
         assert!(
             Path::new(JOURNALD).exists(),
             "{JOURNALD} is missing: apt-get install systemd"
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let pid_file = dir.path().join("pid");
+        let boot = match boot_id {
+            Some(id) => {
+                let file = dir.path().join("boot_id");
+                std::fs::write(&file, format!("{id}\n")).expect("write boot_id");
+                format!(
+                    "mount --bind {} /proc/sys/kernel/random/boot_id\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
+        let journal = match journal_dir {
+            Some(d) => format!("mount --bind {} /run/log/journal\n", d.display()),
+            None => "mount -t tmpfs tmpfs /run/log/journal\n".to_string(),
+        };
         let script = format!(
             "set -e\n\
+             {boot}\
              mkdir -p /run/systemd/journal /run/log/journal\n\
              mount -t tmpfs tmpfs /run/systemd/journal\n\
-             mount -t tmpfs tmpfs /run/log/journal\n\
+             {journal}\
              if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi\n\
              echo $$ > {}\n\
              exec {JOURNALD}\n",
@@ -264,6 +287,63 @@ async fn journal_lines_classify_like_the_rsyslog_traditional_file() {
     let again = read_lines(&mut resumed, 1).await;
     assert_eq!(again[0].bytes, lines[50].bytes);
     assert_eq!(again[0].end, lines[50].end);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reboot_the_entries_of_the_earlier_boot_after_the_cursor_are_read() {
+    // journalctl --follow matches the newest boot only (systemd 250 and later), and --after-cursor skips
+    // the first entry when the cursor's is of another boot: the daemon's source must read both.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).expect("journal dir");
+    let options = |start| JournalOptions {
+        journalctl: PathBuf::from("journalctl"),
+        directory: Some(journal.clone()),
+        start,
+    };
+    let before: Vec<String> = (0..6)
+        .map(|i| format!("Invalid user u{i} from 192.0.2.{i} port 22"))
+        .collect();
+    let after: Vec<String> = (0..2)
+        .map(|i| format!("Failed password for root from 198.51.100.{i} port 22 ssh2"))
+        .collect();
+    let boot1 =
+        PrivateJournald::start_in(Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"), Some(&journal));
+    boot1.logger(
+        "sshd",
+        20,
+        &before.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut first =
+        JournalSource::with_options(options(StartPosition::Beginning), None).expect("source");
+    let lines = read_lines(&mut first, 6).await;
+    drop(first);
+    drop(boot1);
+    let boot2 =
+        PrivateJournald::start_in(Some("1e2d3c4b-5a69-7887-96a5-b4c3d2e1f00f"), Some(&journal));
+    boot2.logger(
+        "sshd-session",
+        21,
+        &after.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+
+    // The checkpoint holds the second entry of the first boot.
+    let mut resumed =
+        JournalSource::with_options(options(StartPosition::End), Some(lines[1].end.clone()))
+            .expect("source");
+    let rest = read_lines(&mut resumed, 6).await;
+    let text: Vec<String> = rest
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.bytes).into_owned())
+        .collect();
+    let expected = before[2..]
+        .iter()
+        .map(|m| format!(" sshd[20]: {m}"))
+        .chain(after.iter().map(|m| format!(" sshd-session[21]: {m}")));
+    for (t, e) in text.iter().zip(expected) {
+        assert!(t.ends_with(&e), "{text:#?}");
+    }
+    assert_eq!(rest[3].end, lines[5].end);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

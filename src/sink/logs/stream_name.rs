@@ -40,7 +40,7 @@ impl Host {
                     warn!(
                         error = %e,
                         hostname = %hostname,
-                        "cannot read the instance id from IMDS ({e}); `{{instance_id}}` in `logs.log_stream_name` becomes the hostname"
+                        "cannot read the instance id from IMDS ({e}); `{{instance_id}}` in `logs.log_stream_name` becomes the hostname (off EC2, set AWS_EC2_METADATA_DISABLED=true to skip the lookup)"
                     );
                     None
                 }
