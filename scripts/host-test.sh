@@ -423,7 +423,7 @@ check_lines() {
 # check_metrics NAME EVENTS TIMEOUT: the published per-minute Sums equal `sshwatch classify` of the events.
 check_metrics() {
     local what=$1 events=$2 timeout=$3
-    if cw metrics "$moto" SSH LinesRead "$events" "$timeout" -- \
+    if cw metrics "$moto" secure SSH LinesRead "$events" "$timeout" -- \
         nsenter -t "$ct_leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
         sshwatch classify --config /etc/sshwatch/sshwatch.toml >"$events.metrics" 2>&1; then
         pass "$what: $(head -1 "$events.metrics")"

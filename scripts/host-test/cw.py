@@ -6,7 +6,8 @@ scripts/host-test.sh. Runs with the repo's .venv (boto3 comes with moto).
         clears moto's state (POST /moto-api/reset)
 
     cw.py lines ENDPOINT GROUP EVENTS_OUT TIMEOUT [extra-ok] -- EXPECT_CMD...
-        waits until the log group holds exactly the lines EXPECT_CMD prints (one stream, every line once,
+        waits until the log group holds exactly the lines EXPECT_CMD prints (one stream of lines besides
+        the `*-metrics` stream of embedded-metric-format events, every line once,
         in order; an empty line is shipped as one space), then waits 2 s more and checks again, so that a
         late duplicate is seen too. Prints what differs and exits 1 when it still differs at TIMEOUT.
         The events (timestamp, message) are written to EVENTS_OUT, one JSON array per line.
@@ -14,10 +15,12 @@ scripts/host-test.sh. Runs with the repo's .venv (boto3 comes with moto).
         expected ones (copytruncate: what was written between the copy and the truncate is in neither
         file, and the daemon may have read it before the truncate).
 
-    cw.py metrics ENDPOINT NAMESPACE HEARTBEAT EVENTS TIMEOUT -- CLASSIFY_CMD...
+    cw.py metrics ENDPOINT GROUP NAMESPACE HEARTBEAT EVENTS TIMEOUT -- CLASSIFY_CMD...
         groups the events of EVENTS by the minute of their timestamp (the daemon counts a line into the
         minute it read it, which is the timestamp it ships) and runs CLASSIFY_CMD (`sshwatch classify`,
-        lines on stdin) on each group; then waits until every metric's per-minute Sum equals the counts,
+        lines on stdin) on each group; then waits until every metric's per-minute Sum equals the counts
+        (the Sum of what PutMetricData stored plus that of the embedded-metric-format events in GROUP's
+        `*-metrics` streams, which CloudWatch turns into metrics and moto does not),
         HEARTBEAT equals the group's size, and every other minute published holds only zeros. Prints the
         table and exits 1 when it still differs at TIMEOUT.
 
@@ -36,6 +39,9 @@ import time
 import urllib.request
 
 import boto3
+
+# The daemon's stream of embedded-metric-format events: the lines' stream name with this suffix.
+METRICS_SUFFIX = "-metrics"
 
 CREDS = dict(region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
 
@@ -120,7 +126,7 @@ def lines(endpoint, group, events_out, timeout, cmd, extra_ok=False):
     confirmed = False
     while True:
         want = expected_lines(cmd)
-        streams = fetch_events(logs, group)
+        streams = {k: v for k, v in fetch_events(logs, group).items() if not k.endswith(METRICS_SUFFIX)}
         events = [e for evs in streams.values() for e in evs]
         got = [m for _, m in events]
         ok = len(streams) == 1 and matches(want, got, extra_ok)
@@ -155,7 +161,24 @@ def minute_of(ts_ms):
     return ts_ms // 60000 * 60
 
 
-def metrics(endpoint, namespace, heartbeat, events_file, timeout, cmd):
+def emf_sums(logs, group, namespace):
+    """{minute: {metric: Sum}} of the embedded-metric-format events in GROUP's metrics streams."""
+    out = collections.defaultdict(lambda: collections.defaultdict(float))
+    for stream, events in fetch_events(logs, group).items():
+        if not stream.endswith(METRICS_SUFFIX):
+            continue
+        for _, message in events:
+            doc = json.loads(message)
+            minute = minute_of(doc["_aws"]["Timestamp"])
+            for directive in doc["_aws"]["CloudWatchMetrics"]:
+                if directive["Namespace"] != namespace:
+                    continue
+                for m in directive["Metrics"]:
+                    out[minute][m["Name"]] += float(doc[m["Name"]])
+    return out
+
+
+def metrics(endpoint, group, namespace, heartbeat, events_file, timeout, cmd):
     events = [json.loads(l) for l in open(events_file) if l.strip()]
     groups = collections.defaultdict(list)
     for ts, msg in events:
@@ -178,11 +201,16 @@ def metrics(endpoint, namespace, heartbeat, events_file, timeout, cmd):
         print("no events to compare")
         return 1
     cw = client("cloudwatch", endpoint)
+    logs = client("logs", endpoint)
     lo = dt.datetime.fromtimestamp(min(want) - 3600, dt.timezone.utc)
     hi = dt.datetime.fromtimestamp(max(want) + 3600, dt.timezone.utc)
     deadline = time.time() + timeout
     while True:
         got = collections.defaultdict(dict)
+        for minute, sums in emf_sums(logs, group, namespace).items():
+            for name, value in sums.items():
+                if name in names:
+                    got[minute][name] = value
         listed = {m["MetricName"]: m.get("Dimensions", []) for m in
                   cw.get_paginator("list_metrics").paginate(Namespace=namespace).build_full_result()["Metrics"]}
         for name in sorted(names):
@@ -190,7 +218,8 @@ def metrics(endpoint, namespace, heartbeat, events_file, timeout, cmd):
                                               StartTime=lo, EndTime=hi,
                                               Dimensions=listed.get(name, []))["Datapoints"]
             for p in points:
-                got[int(p["Timestamp"].timestamp())][name] = p["Sum"]
+                minute = int(p["Timestamp"].timestamp())
+                got[minute][name] = got[minute].get(name, 0) + p["Sum"]
         bad = []
         for minute in sorted(set(want) | set(got)):
             w = want.get(minute, {})
@@ -264,7 +293,7 @@ def main(argv):
     if args[0] == "lines":
         return lines(args[1], args[2], args[3], float(args[4]), cmd, extra_ok=args[5:] == ["extra-ok"])
     if args[0] == "metrics":
-        return metrics(args[1], args[2], args[3], args[4], float(args[5]), cmd)
+        return metrics(args[1], args[2], args[3], args[4], args[5], float(args[6]), cmd)
     if args[0] == "render-journal":
         return render_journal()
     print(f"unknown command {args[0]}", file=sys.stderr)

@@ -106,7 +106,8 @@ pub async fn run_with(
     stats.watch_sinks(vec![logs.stats(), publisher.stats()]);
 
     let mut ledger = Ledger::new(&loaded, rules, SERVER_CLOCK.now_secs());
-    let kind = SourceKind::choose(&config.source, ledger.source());
+    let followed = SourceKind::followed(ledger.source(), ledger.shipped_position(), &config.source);
+    let kind = SourceKind::choose(&config.source, followed);
     let resume = ledger.shipped_position().cloned();
     let source = Source::open(
         &config.source,

@@ -219,8 +219,11 @@ pub struct Failure {
     pub verdict: Verdict,
     pub code: Option<String>,
     pub status: Option<u16>,
-    /// The SDK's full error chain.
+    /// What went wrong, in words: the error and its sources, each once (`dispatch failure: io error:
+    /// ... Connection refused`).
     pub message: String,
+    /// The SDK's full error, its debug form included, for the journal's `error` field.
+    pub detail: String,
     /// The request may have reached CloudWatch and taken effect although no answer says so: it was sent
     /// (the connection was not refused) and no error answer came back.
     pub may_have_arrived: bool,
@@ -252,7 +255,8 @@ impl Failure {
             verdict: verdict(kind, code.as_deref(), status),
             code,
             status,
-            message: DisplayErrorContext(err).to_string(),
+            message: error_chain(err),
+            detail: DisplayErrorContext(err).to_string(),
             may_have_arrived,
         }
     }
@@ -264,6 +268,22 @@ impl Failure {
             None => self.message.clone(),
         }
     }
+}
+
+/// `err` and its sources joined by `: `, skipping a source whose text the previous one already ends with
+/// (the SDK's errors often repeat their source's message).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
 }
 
 /// The retry state of one logical call (a batch, a minute): counts, logs and waits.
@@ -337,7 +357,7 @@ impl<'a> Retrier<'a> {
                 code,
                 status,
                 delay_ms,
-                error = %failure.message,
+                error = %failure.detail,
                 "{operation} refused by CloudWatch: {}; an operator must fix the credentials, permissions or quota; {next}",
                 failure.reason()
             );
@@ -348,7 +368,7 @@ impl<'a> Retrier<'a> {
                 code,
                 status,
                 delay_ms,
-                error = %failure.message,
+                error = %failure.detail,
                 "{operation} failed: {}; {next}",
                 failure.reason()
             );
@@ -389,6 +409,35 @@ pub(crate) fn client_timeout_config() -> TimeoutConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Chained(&'static str, Option<Box<Chained>>);
+
+    impl std::fmt::Display for Chained {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chained {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn the_error_chain_reads_as_words_each_once() {
+        let inner = Chained("Connection refused (os error 111)", None);
+        let middle = Chained(
+            "tcp connect error: Connection refused (os error 111)",
+            Some(Box::new(inner)),
+        );
+        let outer = Chained("dispatch failure", Some(Box::new(middle)));
+        assert_eq!(
+            error_chain(&outer),
+            "dispatch failure: tcp connect error: Connection refused (os error 111)"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_jitters_below_the_ceiling() {

@@ -129,6 +129,27 @@ impl SourceKind {
             (None, None) => SourceKind::File,
         }
     }
+
+    /// The kind a state directory followed (`kind`, with `shipped` the position after the last line
+    /// CloudWatch accepted), if it still says something about the configured log: the journal, or the
+    /// file at `file_path`. A file source that shipped nothing yet, or shipped from another path (the
+    /// configuration changed), says nothing, and [`SourceKind::choose`] chooses afresh.
+    pub fn followed(
+        kind: Option<SourceKind>,
+        shipped: Option<&Position>,
+        config: &SourceConfig,
+    ) -> Option<SourceKind> {
+        match (kind?, shipped) {
+            (SourceKind::Journal, _) => Some(SourceKind::Journal),
+            (SourceKind::File, Some(Position::File { path, .. }))
+                if **path == *config.file_path
+                    || config.file_path.canonicalize().is_ok_and(|c| c == **path) =>
+            {
+                Some(SourceKind::File)
+            }
+            (SourceKind::File, _) => None,
+        }
+    }
 }
 
 /// The log being followed: the file, or sshd's journal entries.
@@ -262,5 +283,34 @@ mod tests {
             SourceKind::choose(&config(Some(true), "/etc/hostname"), Some(SourceKind::File)),
             SourceKind::Journal
         );
+    }
+
+    #[test]
+    fn a_file_choice_counts_only_for_the_configured_file_and_once_something_was_shipped() {
+        let secure = config(None, "/var/log/secure");
+        let at = |path: &str| Position::File {
+            path: Arc::from(Path::new(path)),
+            id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: 3,
+                fingerprint_len: 256,
+            },
+            offset: 10,
+        };
+        let file = Some(SourceKind::File);
+        assert_eq!(
+            SourceKind::followed(file, Some(&at("/var/log/secure")), &secure),
+            file
+        );
+        // The configuration moved to another file, or the file never appeared: choose again.
+        assert_eq!(
+            SourceKind::followed(file, Some(&at("/var/log/auth.log")), &secure),
+            None
+        );
+        assert_eq!(SourceKind::followed(file, None, &secure), None);
+        let journal = Some(SourceKind::Journal);
+        assert_eq!(SourceKind::followed(journal, None, &secure), journal);
+        assert_eq!(SourceKind::followed(None, None, &secure), None);
     }
 }
