@@ -168,7 +168,7 @@ impl FileSource {
                 src.resume(id, offset, saved_at)?
             }
             Some(other) => {
-                warn!(path = %src.path.display(), checkpoint = ?other, "the checkpoint ({other:?}) is not for `{}`; reading it from where `start_position` says", src.path.display());
+                warn!(path = %src.path.display(), checkpoint = ?other, "the checkpoint is for {other}, not for `{}` (the configuration changed); reading `{}` from where `start_position` says", src.path.display(), src.path.display());
                 src.start(config.start_position)?;
             }
             None => src.start(config.start_position)?,
@@ -501,7 +501,8 @@ impl FileSource {
             Ok(m) if m.is_file() => Some(m),
             Ok(m) => {
                 if !self.absent_logged {
-                    warn!(path = %self.path.display(), kind = ?m.file_type(), "`{}` is not a regular file ({:?}); it is not read, and a regular file there is waited for", self.path.display(), m.file_type());
+                    let kind = file_kind(&m.file_type());
+                    warn!(path = %self.path.display(), kind, "`{}` is a {kind}, not a regular file; it is not read, and a regular file there is waited for", self.path.display());
                 }
                 None
             }
@@ -957,4 +958,20 @@ fn start_of_last_line(file: &File, len: u64) -> io::Result<u64> {
         None if n == len => 0,
         None => len,
     })
+}
+
+/// A file type in words, for messages.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "named pipe"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "special file"
+    }
 }

@@ -19,6 +19,7 @@ pub mod journal;
 pub mod tail;
 mod watch;
 
+use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -65,6 +66,17 @@ pub enum Position {
     Journal { cursor: String },
 }
 
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::File { path, offset, .. } => {
+                write!(f, "`{}` at byte {offset}", path.display())
+            }
+            Position::Journal { cursor } => write!(f, "the journal at cursor {cursor}"),
+        }
+    }
+}
+
 impl Position {
     /// The kind of log this is a position in.
     pub fn kind(&self) -> SourceKind {
@@ -108,6 +120,14 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// The kind in words, for messages.
+    fn describe(self) -> &'static str {
+        match self {
+            SourceKind::File => "the log file",
+            SourceKind::Journal => "the journal",
+        }
+    }
+
     /// The kind to follow: `[source] journal` when set; otherwise the kind this state directory followed
     /// before (`checkpointed`), so a file that appears or goes away between two starts does not make the
     /// daemon skip from one log to the other; otherwise the file, or the journal when there is no file
@@ -174,7 +194,7 @@ impl Source {
         if let Some(before) = before
             && before != kind
         {
-            warn!(before = ?before, now = ?kind, "`[source] journal` switched the log this state directory follows from {before:?} to {kind:?}; the new one starts per `start_position`");
+            warn!(before = ?before, now = ?kind, "this state directory followed {} and now follows {} (`[source] journal`, or the file gone from a host that keeps a journal); the new log starts where `start_position` says", before.describe(), kind.describe());
         }
         let resume = resume.filter(|p| p.kind() == kind);
         Ok(match kind {
