@@ -378,17 +378,20 @@ impl Counter {
                 now.saturating_sub(60)
                     .saturating_sub(self.rules.close_delay_secs()),
             );
-            if self.watermark > last_closed.saturating_add(60) {
-                // The clock stepped back: the minutes from now on were handed out already, under the old
-                // time. Hand them out again (their zeros and heartbeats add nothing wrong to CloudWatch's
-                // sums) rather than leave the heartbeat silent until the clock catches up.
+            // Minutes up to the current one may have been handed out (the current one at start, or by
+            // `pop_any`); a watermark past that means the clock stepped back.
+            let current = minute_of(now);
+            if self.watermark > current.saturating_add(60) {
+                // The minutes from now on were handed out already, under the old time. Hand them out
+                // again (their zeros and heartbeats add nothing wrong to CloudWatch's sums) rather than
+                // leave the heartbeat silent until the clock catches up.
                 warn!(
                     handed_out_until = self.watermark,
                     now,
                     "the clock stepped back by {} s; the idle minutes (zeros, heartbeat) from now on are published again",
-                    self.watermark - last_closed - 60
+                    self.watermark - current - 60
                 );
-                self.watermark = last_closed.saturating_add(60);
+                self.watermark = current;
             }
             let span = self.rules.backlog_span_secs();
             if last_closed.saturating_sub(self.watermark) >= span {
@@ -720,6 +723,16 @@ mod tests {
         assert!(c.take_closed(T0 + 65).is_empty());
         let out = c.take_closed(T0 + 125);
         assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [T0 + 60]);
+    }
+
+    #[test]
+    fn a_start_just_after_a_minute_boundary_is_no_clock_step() {
+        // Started 2 s into a minute, before the previous one closed: that one belongs to the run before.
+        let mut c = Counter::new(rules(true, true), T0 + 2);
+        assert!(c.take_closed(T0 + 2).is_empty());
+        assert!(c.take_closed(T0 + 10).is_empty());
+        let out = c.take_closed(T0 + 65);
+        assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [T0]);
     }
 
     #[test]

@@ -461,7 +461,6 @@ pub(crate) async fn replay(
 
 /// The CloudWatch side of replay: the daemon's batcher and sinks.
 mod sinks {
-    use anyhow::Context as _;
     use tracing::warn;
 
     use crate::config::Config;
@@ -491,8 +490,7 @@ mod sinks {
             let host = Host::discover(&sdk).await;
             let stream = host.stream_name(&config.logs.log_stream_name)?;
             let logs = LogsSink::with_stream_name(&sdk, &config.logs, stream.clone());
-            let publisher =
-                Publisher::new(&sdk, config, &stream).context("cannot set up the metrics")?;
+            let publisher = Publisher::new(&sdk, config, &stream);
             let shutdown = Shutdown::new();
             let on_ctrl_c = shutdown.clone();
             tokio::spawn(async move {

@@ -1,12 +1,13 @@
 //! The keeper task, the only writer of the checkpoint, and the publisher task it feeds.
 //!
 //! The keeper records each accepted batch before the shipper may send the next one, hands due minutes to
-//! the publisher and records its answers, and at shutdown (once the shipper is done) publishes every
-//! pending minute. A record that cannot be written is retried, with an ERROR, until it is: shipping waits
-//! meanwhile, so nothing is accepted that the checkpoint could not hold.
+//! their [`Outlet`] and records the outcome, and at shutdown (once the reader's batches are shipped)
+//! publishes every pending minute. A record that cannot be written is retried, with an ERROR, until it
+//! is: shipping waits meanwhile, so nothing is accepted that the checkpoint could not hold.
 //!
-//! The publisher sends minutes through the configured [`Publisher`] and answers whether CloudWatch
-//! accepted them.
+//! It sleeps until the next minute closes or a message comes, not on a fixed tick. With the EMF
+//! transport minutes ride in the shipper's batches; with PutMetricData the publisher task sends them
+//! and answers whether CloudWatch accepted them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,12 +22,18 @@ use crate::daemon::shipper::{Accepted, ToKeeper};
 use crate::health::{Beat, Stats};
 use crate::shutdown::{Aborted, Shutdown};
 use crate::sink::Backoff;
-use crate::sink::publish::Publisher;
+use crate::sink::MetricsSink;
 use crate::source::checkpoint::{Record, Store};
 use crate::time::SERVER_CLOCK;
 
-/// How often the keeper looks for minutes to publish.
-const TICK: Duration = Duration::from_millis(500);
+/// Where due minutes go.
+#[derive(Debug)]
+pub(crate) enum Outlet {
+    /// EMF: to the shipper, to ride in its next batch; the acceptance comes back with the batch.
+    Shipper(mpsc::Sender<Vec<DueMinute>>),
+    /// PutMetricData: to the publisher task, which answers whether CloudWatch accepted them.
+    Publisher(mpsc::Sender<Vec<DueMinute>>, mpsc::Receiver<bool>),
+}
 
 /// The longest a checkpoint write (an fsync) may take before the watchdog calls the keeper hung.
 const STORE_DEADLINE: Duration = Duration::from_secs(60);
@@ -107,36 +114,32 @@ impl Keeper {
         result
     }
 
-    /// Runs until the shipper is done and every minute is published (or shutdown aborted).
+    /// Runs until the reader's batches are shipped and every minute is published (or shutdown aborted).
     pub(crate) async fn run(
         mut self,
         mut from_shipper: mpsc::Receiver<ToKeeper>,
-        publish: mpsc::Sender<Vec<DueMinute>>,
-        mut answers: mpsc::Receiver<bool>,
+        mut outlet: Outlet,
     ) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut draining = false;
+        let mut shipper_gone = false;
         loop {
+            let wake = self.next_wake();
+            let answering = matches!(outlet, Outlet::Publisher(..)) && self.ledger.publishing();
             tokio::select! {
-                msg = from_shipper.recv(), if !draining => match msg {
+                msg = from_shipper.recv(), if !shipper_gone => match msg {
                     Some(ToKeeper::Shipped(accepted)) => {
-                        let Accepted { end, counts, recorded } = *accepted;
-                        for (_, c) in counts.minutes() {
-                            for (i, n) in c.matches.iter().enumerate() {
-                                self.stats.add_matches(i, *n);
-                            }
-                        }
-                        let records = self.ledger.shipped(end, &counts);
-                        if self.record(records).await.is_err() {
+                        if self.shipped(*accepted).await.is_err() {
                             break;
                         }
-                        let _ = recorded.send(());
                     }
                     Some(ToKeeper::Mark { read_until }) => self.ledger.mark(read_until),
-                    None => draining = true,
+                    Some(ToKeeper::Drained) => draining = true,
+                    None => {
+                        shipper_gone = true;
+                        draining = true;
+                    }
                 },
-                answer = answers.recv(), if self.ledger.publishing() => {
+                answer = answer(&mut outlet), if answering => {
                     let records = if answer == Some(true) {
                         self.stats.add(&self.stats.minutes_published, 1);
                         self.ledger.published()
@@ -147,23 +150,29 @@ impl Keeper {
                         break;
                     }
                 }
-                _ = tick.tick() => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
             let now = SERVER_CLOCK.now_secs();
-            if !self.ledger.publishing() {
+            if self.ledger.publishing() {
+                // EMF minutes ride with the shipper: without it they never come back.
+                if shipper_gone && matches!(outlet, Outlet::Shipper(_)) {
+                    break;
+                }
+            } else {
                 let next = if draining {
                     self.ledger.next_pending()
                 } else {
                     self.ledger.next_due(now)
                 };
-                let handed = match next {
-                    Some(minutes) => publish.send(minutes).await.is_ok(),
-                    None if draining => break,
-                    None => true,
+                let handed = match (next, &outlet) {
+                    (Some(_), Outlet::Shipper(_)) if shipper_gone => false,
+                    (Some(minutes), Outlet::Shipper(tx) | Outlet::Publisher(tx, _)) => {
+                        tx.send(minutes).await.is_ok()
+                    }
+                    (None, _) if draining => break,
+                    (None, _) => true,
                 };
                 if !handed {
-                    let records = self.ledger.returned();
-                    let _ = self.record(records).await;
                     break;
                 }
             }
@@ -171,6 +180,8 @@ impl Keeper {
                 .minutes_due
                 .store(self.ledger.due(now) as u64, Ordering::Relaxed);
         }
+        // The shipper ends once it has no minutes to wait for.
+        drop(outlet);
         if self.ledger.publishing() {
             let records = self.ledger.returned();
             let _ = self.record(records).await;
@@ -179,17 +190,65 @@ impl Keeper {
         let snapshot = self.ledger.snapshot();
         self.blocking(move |store| store.compact(snapshot)).await
     }
+
+    /// Records an accepted batch (and the minutes that rode in it), then lets the shipper go on.
+    async fn shipped(&mut self, accepted: Accepted) -> Result<(), Aborted> {
+        let Accepted {
+            end,
+            counts,
+            published,
+            recorded,
+        } = accepted;
+        for (_, c) in counts.minutes() {
+            for (i, n) in c.matches.iter().enumerate() {
+                self.stats.add_matches(i, *n);
+            }
+        }
+        let mut records = Vec::new();
+        if published && self.ledger.publishing() {
+            self.stats.add(&self.stats.minutes_published, 1);
+            records.extend(self.ledger.published());
+        }
+        records.extend(self.ledger.shipped(end, &counts));
+        self.record(records).await?;
+        let _ = recorded.send(());
+        Ok(())
+    }
+
+    /// When to look again for minutes to publish: when the next one closes (a message may come first).
+    fn next_wake(&self) -> tokio::time::Instant {
+        let now_ms = crate::time::now_ms().saturating_add(SERVER_CLOCK.correction_ms());
+        let closes_ms = self
+            .ledger
+            .next_close(crate::time::secs_of_ms(now_ms))
+            .saturating_mul(1000);
+        let wait = u64::try_from(closes_ms.saturating_sub(now_ms)).unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_millis(wait.clamp(MIN_WAKE_MS, MAX_WAKE_MS))
+    }
 }
 
-/// The publisher task: publishes what the keeper hands it, one set of minutes at a time.
+/// The keeper looks again no sooner than this (a minute due but held back by the horizon waits for a
+/// message, not a busy loop) and no later than this.
+const MIN_WAKE_MS: u64 = 200;
+const MAX_WAKE_MS: u64 = 60_000;
+
+/// The publisher's next answer; never with the EMF outlet.
+async fn answer(outlet: &mut Outlet) -> Option<bool> {
+    match outlet {
+        Outlet::Publisher(_, answers) => answers.recv().await,
+        Outlet::Shipper(_) => std::future::pending().await,
+    }
+}
+
+/// The publisher task (PutMetricData): publishes what the keeper hands it, one set of minutes at a time.
 pub(crate) async fn publish(
-    mut publisher: Publisher,
+    sink: MetricsSink,
     mut minutes: mpsc::Receiver<Vec<DueMinute>>,
     answers: mpsc::Sender<bool>,
     shutdown: Shutdown,
 ) {
     while let Some(due) = minutes.recv().await {
-        let ok = publisher.publish(&due, &shutdown).await.is_ok();
+        let ok = sink.put(&due, &shutdown).await.is_ok();
         if !ok {
             info!(
                 minutes = due.len(),
@@ -244,7 +303,7 @@ mod tests {
         let (to_keeper, from_shipper) = mpsc::channel(1);
         let (publish, minutes) = mpsc::channel(1);
         let (answer, answers) = mpsc::channel(1);
-        let task = tokio::spawn(keeper.run(from_shipper, publish, answers));
+        let task = tokio::spawn(keeper.run(from_shipper, Outlet::Publisher(publish, answers)));
         (task, to_keeper, minutes, answer, failing)
     }
 
@@ -263,6 +322,7 @@ mod tests {
         let accepted = Accepted {
             end: Some(position(7)),
             counts: Counter::new(Rules::from_config(&Config::defaults()), 0),
+            published: false,
             recorded,
         };
         let sent = to_keeper.send(ToKeeper::Shipped(Box::new(accepted))).await;
@@ -333,11 +393,12 @@ mod tests {
             .send(ToKeeper::Shipped(Box::new(Accepted {
                 end: Some(position(1)),
                 counts,
+                published: false,
                 recorded,
             })))
             .await;
         assert!(sent.is_ok() && done.await.is_ok());
-        drop(to_keeper);
+        assert!(to_keeper.send(ToKeeper::Drained).await.is_ok());
         let due = minutes.recv().await.unwrap_or_default();
         assert_eq!(
             due.iter().map(|d| d.0).collect::<Vec<_>>(),
@@ -348,5 +409,69 @@ mod tests {
         let loaded = checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(loaded.checkpoint.pending_minutes.is_empty());
         assert!(loaded.records.is_empty(), "compacted at the end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn emf_minutes_ride_with_the_shipper_and_leave_with_its_batch() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let an_hour_ago = crate::time::minute_of(crate::time::now_secs() - 3600);
+        let mut cp = Checkpoint::new();
+        cp.pending_minutes = vec![SavedMinute {
+            minute: an_hour_ago,
+            values: vec![("SSH".into(), "InvalidUserMetrics".into(), 3.0)],
+            lines: 3,
+        }];
+        let loaded = Loaded {
+            checkpoint: cp,
+            ..Loaded::default()
+        };
+        let config = Config::from_toml_str(
+            "[metrics]\npublish_zeros = false\nheartbeat_metric = \"\"\n",
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let keeper = Keeper {
+            ledger: Ledger::new(
+                &loaded,
+                Rules::from_config(&config),
+                crate::time::now_secs(),
+            ),
+            store: Some(Store::open(dir.path(), &loaded).unwrap_or_else(|e| panic!("{e:#}"))),
+            stats: Arc::new(Stats::new(vec![])),
+            beat: Arc::new(Beat::default()),
+            shutdown: Shutdown::new(),
+        };
+        let (to_keeper, from_shipper) = mpsc::channel(1);
+        let (to_shipper, mut minutes) = mpsc::channel(1);
+        let task = tokio::spawn(keeper.run(from_shipper, Outlet::Shipper(to_shipper)));
+        let due = minutes.recv().await.unwrap_or_default();
+        assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), [an_hour_ago]);
+        // The batch that carried them is accepted: the minute and the batch are recorded together.
+        let (recorded, done) = oneshot::channel();
+        let accepted = Accepted {
+            end: Some(position(3)),
+            counts: Counter::new(Rules::from_config(&config), 0),
+            published: true,
+            recorded,
+        };
+        assert!(
+            to_keeper
+                .send(ToKeeper::Shipped(Box::new(accepted)))
+                .await
+                .is_ok()
+        );
+        assert!(done.await.is_ok());
+        let loaded = checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+        let restarted = Ledger::new(
+            &loaded,
+            Rules::from_config(&config),
+            crate::time::now_secs(),
+        );
+        assert!(restarted.snapshot().pending_minutes.is_empty());
+        assert_eq!(restarted.shipped_position(), Some(&position(3)));
+        // Drained with nothing pending: the keeper ends and closes the minutes channel.
+        assert!(to_keeper.send(ToKeeper::Drained).await.is_ok());
+        assert!(matches!(task.await, Ok(Ok(()))));
+        assert!(minutes.recv().await.is_none());
     }
 }

@@ -181,6 +181,15 @@ impl Ledger {
         now.min(self.shipped_through.saturating_add(delay))
     }
 
+    /// When (Unix seconds, after `now`) the next minute closes: the one `now` is in, once it ended and its
+    /// delay (grace and this host's offset) passed, or the one before when that delay has not passed yet.
+    pub(crate) fn next_close(&self, now: i64) -> i64 {
+        let delay = self.pending.rules().close_delay_secs();
+        crate::time::minute_of(now.saturating_sub(delay))
+            .saturating_add(60)
+            .saturating_add(delay)
+    }
+
     /// Closed minutes waiting to be published (for `STATUS=` and the memory release).
     pub(crate) fn due(&self, now: i64) -> usize {
         let t = self.horizon(now);
@@ -318,6 +327,15 @@ mod tests {
             ..Loaded::default()
         };
         Ledger::new(&loaded, rules(extra), now)
+    }
+
+    #[test]
+    fn the_next_close_is_the_next_minute_end_plus_its_delay() {
+        let l = ledger("publish_spread_seconds = 0\n", T0);
+        // Grace 5: minute T0 - 60 closes at T0 + 5, minute T0 at T0 + 65.
+        assert_eq!(l.next_close(T0 + 2), T0 + 5);
+        assert_eq!(l.next_close(T0 + 5), T0 + 65);
+        assert_eq!(l.next_close(T0 + 64), T0 + 65);
     }
 
     fn pending_lines(l: &Ledger) -> Vec<(i64, u64)> {

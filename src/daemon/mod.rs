@@ -2,11 +2,14 @@
 //! order.
 //!
 //! ```text
-//!  reader ──SHIP_QUEUE──▶ shipper ──KEEPER_QUEUE──▶ keeper ──PUBLISH_QUEUE──▶ publisher
-//!  (source, tally,        (PutLogEvents)            (ledger,     ◀──ANSWERS_QUEUE──  (PutMetricData
-//!   batcher)                                         checkpoint)                       or EMF events)
+//!  reader ──SHIP_QUEUE──▶ shipper ──KEEPER_QUEUE──▶ keeper ──PUBLISH_QUEUE──▶ publisher (PutMetricData)
+//!  (source, tally,        (PutLogEvents,            (ledger,    ◀──ANSWERS_QUEUE──
+//!   batcher)               EMF minutes)  ◀──MINUTES── checkpoint)
 //!  health: the tasks' promises and counters → systemd
 //! ```
+//!
+//! With the EMF transport (the default) the keeper hands due minutes to the shipper, whose next batch
+//! carries them; with PutMetricData, to the publisher task.
 //!
 //! Every queue is bounded and every send awaited: when CloudWatch is slow or down the shipper stops taking
 //! batches, the reader stops reading (but keeps following the file's rotations), and the file on disk is
@@ -31,15 +34,18 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::config::MetricsTransport;
 use crate::counter::Rules;
 use crate::daemon::keeper::Keeper;
+use crate::daemon::keeper::Outlet;
 use crate::daemon::ledger::Ledger;
 use crate::daemon::reader::Reader;
+use crate::daemon::shipper::Shipper;
 use crate::health::{Beat, Liveness, Notifier, Stats};
 use crate::shutdown::Shutdown;
 use crate::sink::LogsSink;
+use crate::sink::MetricsSink;
 use crate::sink::logs::Host;
-use crate::sink::publish::Publisher;
 use crate::source::checkpoint::{self, Store};
 use crate::source::{Position, Source, SourceKind};
 use crate::tally::Tally;
@@ -53,8 +59,8 @@ const SHIP_QUEUE: usize = 2;
 /// before its next PutLogEvents, so at any instant at most one batch is accepted but not recorded.
 const KEEPER_QUEUE: usize = 1;
 
-/// Minutes handed to the publisher: one set at a time, so minutes leave the checkpoint only after their
-/// own call was accepted.
+/// Minutes handed to the publisher or the shipper: one set at a time, so minutes leave the checkpoint only
+/// after their own call was accepted.
 const PUBLISH_QUEUE: usize = 1;
 
 /// Answers from the publisher: one set of minutes is in flight, so one answer.
@@ -80,11 +86,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let host = Host::discover(&sdk).await;
     let stream = host.stream_name(&config.logs.log_stream_name)?;
     let logs = LogsSink::with_stream_name(&sdk, &config.logs, stream.clone());
-    let publisher = Publisher::new(&sdk, &config, &stream)?;
-    run_with(config, shutdown, notifier, loaded, host, logs, publisher).await
+    let metrics = match config.metrics.transport {
+        MetricsTransport::PutMetricData => Some(MetricsSink::new(&sdk)),
+        MetricsTransport::Emf => None,
+    };
+    run_with(config, shutdown, notifier, loaded, host, logs, metrics).await
 }
 
-/// [`run`] with the sinks and the host given (tests give sinks with fast retries).
+/// [`run`] with the sinks and the host given (tests give sinks with fast retries). `metrics` publishes the
+/// minutes with PutMetricData; without it they ride in the logs batches as EMF events.
 pub async fn run_with(
     config: Config,
     shutdown: Shutdown,
@@ -92,7 +102,7 @@ pub async fn run_with(
     loaded: checkpoint::Loaded,
     host: Host,
     logs: LogsSink,
-    publisher: Publisher,
+    metrics: Option<MetricsSink>,
 ) -> anyhow::Result<()> {
     let watchdog = crate::health::watchdog_interval();
     let state_dir = config.source.state_dir.clone();
@@ -103,7 +113,9 @@ pub async fn run_with(
     rules.publish_offset_secs = publish_offset(&identity, config.metrics.publish_spread);
     let metric_names = rules.targets.iter().map(|t| t.name.clone()).collect();
     let stats = Arc::new(Stats::new(metric_names));
-    stats.watch_sinks(vec![logs.stats(), publisher.stats()]);
+    let mut sinks = vec![logs.stats()];
+    sinks.extend(metrics.as_ref().map(MetricsSink::stats));
+    stats.watch_sinks(sinks);
 
     let mut ledger = Ledger::new(&loaded, rules, SERVER_CLOCK.now_secs());
     let followed = SourceKind::followed(ledger.source(), ledger.shipped_position(), &config.source);
@@ -149,26 +161,36 @@ pub async fn run_with(
     let (ship_tx, ship_rx) = mpsc::channel(SHIP_QUEUE);
     let (keeper_tx, keeper_rx) = mpsc::channel(KEEPER_QUEUE);
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
-    let (answers_tx, answers_rx) = mpsc::channel(ANSWERS_QUEUE);
     let keeper_beat = Arc::new(Beat::default());
     let mut liveness = Liveness::default();
     liveness.watch("the checkpoint writer", Arc::clone(&keeper_beat));
 
     let mut reader = tokio::spawn(reader.run(ship_tx, shutdown.clone()));
-    let shipper = tokio::spawn(shipper::run(
-        logs,
-        ship_rx,
-        keeper_tx,
-        Tally::new(&config),
-        Arc::clone(&stats),
-        shutdown.clone(),
-    ));
-    let publisher = tokio::spawn(keeper::publish(
-        publisher,
-        publish_rx,
-        answers_tx,
-        shutdown.clone(),
-    ));
+    let (outlet, minutes, publisher) = match metrics {
+        Some(sink) => {
+            let (answers_tx, answers_rx) = mpsc::channel(ANSWERS_QUEUE);
+            let task = tokio::spawn(keeper::publish(
+                sink,
+                publish_rx,
+                answers_tx,
+                shutdown.clone(),
+            ));
+            (Outlet::Publisher(publish_tx, answers_rx), None, Some(task))
+        }
+        None => (Outlet::Shipper(publish_tx), Some(publish_rx), None),
+    };
+    let shipper = tokio::spawn(
+        Shipper {
+            sink: logs,
+            batches: ship_rx,
+            keeper: keeper_tx,
+            minutes,
+            recount: Tally::new(&config),
+            stats: Arc::clone(&stats),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     let keeper = Keeper {
         ledger,
         store: Some(store),
@@ -176,7 +198,7 @@ pub async fn run_with(
         beat: keeper_beat,
         shutdown: shutdown.clone(),
     };
-    let keeper = tokio::spawn(keeper.run(keeper_rx, publish_tx, answers_rx));
+    let keeper = tokio::spawn(keeper.run(keeper_rx, outlet));
 
     // The log's tail tells at once when the configured patterns cannot fit its format.
     let sample = crate::source::tail::sample(&config.source.file_path, STARTUP_SAMPLE_BYTES);
@@ -227,7 +249,9 @@ pub async fn run_with(
         let _ = reader.await;
     }
     let _ = shipper.await;
-    let _ = publisher.await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     let keeper_result = keeper.await.context("the keeper task failed")?;
     let _ = health.await;
     give_up.abort();

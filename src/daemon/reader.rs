@@ -6,10 +6,13 @@
 //! buffer.
 //!
 //! A batch is sent when it is full, or once its oldest line has waited the flush interval (the configured
-//! `force_flush_interval`, lengthened while CloudWatch throttles: [`Pace`]), and at once at shutdown. When
-//! everything read is on its way and the source has nothing more, a [`ToShipper::Mark`] tells the ledger,
-//! through the same queue, that every line stamped before now is shipped, so minutes close on time on a
-//! quiet host.
+//! `force_flush_interval`, lengthened while CloudWatch throttles: [`Pace`]), and at once at shutdown.
+//! While a batch is open and the source has been read to its end, the reader reads again at most every
+//! [`READ_PAUSE`]: a trickle of lines costs one wake-up a second, not one per line.
+//!
+//! When everything read is on its way and the source has nothing more, a [`ToShipper::Mark`] tells the
+//! ledger, through the same queue, that every line stamped before now is shipped, so minutes close on
+//! time on a quiet host: once when the reader goes idle, then once a minute, just after it turns.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,8 +40,12 @@ const READ_BYTES: usize = 256 * 1024;
 /// How long to wait before asking the source again after a read error.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How often an idle reader tells the ledger that everything read is on its way.
-const MARK_INTERVAL: Duration = Duration::from_secs(1);
+/// While a batch is open and the source was read to its end, how long the reader waits before it reads
+/// again. Lines are stamped when read, so this is also how late a stamp can be.
+const READ_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long after a minute turns an idle reader marks it (the clock's tick, and the stamp's own rounding).
+const MARK_AFTER_MINUTE: Duration = Duration::from_millis(50);
 
 /// How often the silent-miss detector looks at its window.
 const DETECTOR_INTERVAL: Duration = Duration::from_secs(60);
@@ -86,8 +93,12 @@ pub(crate) struct Reader {
     ready: VecDeque<ToShipper>,
     /// The stream's start must be sent before the first line (no checkpoint had a position yet).
     announce_start: bool,
-    /// The source said it had nothing more at the last read.
+    /// The source said it had nothing more at the last read (or nothing was read yet).
     at_end: bool,
+    /// Read again no sooner than this (a batch is open and the source was at its end).
+    read_after: Option<Instant>,
+    /// A mark is owed: the reader went idle, or a minute turned, since the last one.
+    mark_due: bool,
     pace: Arc<Pace>,
     stats: Arc<Stats>,
 }
@@ -108,7 +119,10 @@ impl Reader {
             open_since: None,
             ready: VecDeque::new(),
             announce_start,
-            at_end: false,
+            // Nothing read yet: whatever is read later is stamped later, so marking now is true.
+            at_end: true,
+            read_after: None,
+            mark_due: true,
             pace,
             stats,
         }
@@ -118,13 +132,18 @@ impl Reader {
     pub(crate) async fn run(mut self, ship: mpsc::Sender<ToShipper>, shutdown: Shutdown) {
         let mut detector = tokio::time::interval(DETECTOR_INTERVAL);
         detector.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut mark = tokio::time::interval(MARK_INTERVAL);
-        mark.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.update_state();
         loop {
             let waiting = !self.ready.is_empty();
+            if !waiting && self.mark_due && self.batcher.is_empty() && self.at_end {
+                // Room or not: a mark only speeds up closing a minute, the next one will do.
+                let sent = ship.try_send(ToShipper::Mark {
+                    read_until: SERVER_CLOCK.now_secs(),
+                });
+                self.mark_due = sent.is_err();
+            }
             let flush_at = self.open_since.map(|s| s + self.pace.interval());
-            let idle = !waiting && self.batcher.is_empty() && self.at_end;
+            let paused = self.read_after.is_some();
             tokio::select! {
                 biased;
                 () = shutdown.stopping() => break,
@@ -133,16 +152,15 @@ impl Reader {
                         if let Some(msg) = self.ready.pop_front() {
                             permit.send(msg);
                         }
+                        self.mark_due = true;
                     }
                     Err(_) => return,
                 },
                 () = sleep_until(flush_at), if !waiting => self.flush(),
                 _ = detector.tick() => self.evaluate_detector(),
-                _ = mark.tick(), if idle => {
-                    // Room or not: a mark only speeds up closing a minute, the next one will do.
-                    let _ = ship.try_send(ToShipper::Mark { read_until: SERVER_CLOCK.now_secs() });
-                }
-                read = read_or_track(&mut self.source, waiting) => match read {
+                () = sleep_until(Some(next_minute())) => self.mark_due = true,
+                () = sleep_until(self.read_after), if paused && !waiting => self.read_after = None,
+                read = read_or_track(&mut self.source, waiting), if !paused || waiting => match read {
                     Read::Changed => self.source.track(),
                     Read::Lines(Ok(lines)) => self.take(lines),
                     Read::Lines(Err(e)) => {
@@ -202,6 +220,9 @@ impl Reader {
     /// Counts and batches `lines`.
     fn take(&mut self, lines: Lines) {
         self.at_end = lines.at_end;
+        if !lines.at_end {
+            self.read_after = None;
+        }
         let Lines { lines, .. } = lines;
         let complete = lines.iter().filter(|l| !l.continues).count();
         self.stats.add(&self.stats.lines_read, complete as u64);
@@ -222,6 +243,9 @@ impl Reader {
             self.push_line(&line, ms);
             self.open_end = Some(line.end);
             self.open_since.get_or_insert_with(Instant::now);
+        }
+        if self.at_end && !self.batcher.is_empty() {
+            self.read_after = Some(Instant::now() + READ_PAUSE);
         }
     }
 
@@ -262,12 +286,13 @@ impl Reader {
         self.open_since = None;
     }
 
-    /// Queues the open batch, if any.
+    /// Queues the open batch, if any; the next lines are read as soon as they come.
     fn flush(&mut self) {
         if let Some(events) = self.batcher.take() {
             self.cut(events);
         }
         self.open_since = None;
+        self.read_after = None;
     }
 }
 
@@ -280,6 +305,13 @@ async fn read_or_track(source: &mut Source, tracking: bool) -> Read {
     } else {
         Read::Lines(source.next_lines(READ_BYTES).await)
     }
+}
+
+/// Just after the next minute turns, by CloudWatch's clock when the host's is off.
+fn next_minute() -> Instant {
+    let ms = crate::time::now_ms().saturating_add(SERVER_CLOCK.correction_ms());
+    let into = u64::try_from(ms.rem_euclid(60_000)).unwrap_or(0);
+    Instant::now() + Duration::from_millis(60_000 - into) + MARK_AFTER_MINUTE
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -9,10 +9,15 @@
 //!
 //! A minute is one event, unless two namespaces use the same metric name (each name is one member of the
 //! object) or a namespace has more than [`MAX_METRICS_PER_DIRECTIVE`] metrics: then it is several.
+//!
+//! The events ride in the lines' own batches ([`with_minutes`]), at their head: CloudWatch takes the metric's
+//! time from `_aws.Timestamp`, so the log event itself carries the batch's first timestamp and the batch
+//! stays in chronological order.
 
 use serde_json::{Map, Value, json};
 
 use crate::counter::Datum;
+use crate::sink::batch::{EVENT_OVERHEAD, EventBatch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
 
 /// The most metrics one directive may name.
 pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
@@ -39,6 +44,35 @@ pub fn events(minute: i64, datums: &[Datum]) -> Vec<String> {
         out[i].add(namespace, name, *value);
     }
     out.into_iter().map(|d| d.into_event(minute)).collect()
+}
+
+/// `lines` (a batch of log lines, or none) with the EMF events of `minutes` at its head, and how many
+/// there are; `None` when they do not fit in one PutLogEvents call with the lines. The events carry the
+/// first line's timestamp, or `now_ms` without lines.
+pub fn with_minutes(
+    minutes: &[(i64, Vec<Datum>)],
+    lines: Option<&EventBatch>,
+    now_ms: i64,
+) -> Option<(EventBatch, usize)> {
+    let head: Vec<String> = minutes
+        .iter()
+        .flat_map(|(minute, datums)| events(*minute, datums))
+        .collect();
+    let empty = EventBatch::new();
+    let lines = lines.unwrap_or(&empty);
+    let bytes: usize = head.iter().map(|e| e.len() + EVENT_OVERHEAD).sum();
+    if head.len() + lines.len() > MAX_BATCH_EVENTS || bytes + lines.bytes() > MAX_BATCH_BYTES {
+        return None;
+    }
+    let timestamp = lines.iter().next().map_or(now_ms, |(ts, _)| ts);
+    let mut out = EventBatch::new();
+    for event in &head {
+        out.push(timestamp, event);
+    }
+    for (i, (ts, message)) in lines.iter().enumerate() {
+        out.push_piece(ts, message, lines.continues(i));
+    }
+    Some((out, head.len()))
 }
 
 /// One event being put together: its directives (namespace, metric names) and its root members.
@@ -234,6 +268,38 @@ mod tests {
                 ("SSH".into(), "A".into(), 2.0),
             ]
         );
+    }
+
+    #[test]
+    fn minutes_ride_at_the_head_of_the_lines_in_order() {
+        let datums: Vec<Datum> = vec![("SSH".into(), "A".into(), 1.0)];
+        let minutes = vec![(60, datums.clone()), (120, datums.clone())];
+        let mut lines = EventBatch::new();
+        lines.push(200_000, "line one");
+        lines.push_piece(200_500, "piece", true);
+        lines.push(200_600, "rest");
+        let (batch, head) = with_minutes(&minutes, Some(&lines), 999_999).expect("fits");
+        assert_eq!(head, 2);
+        assert!(crate::sink::batch::check_batch(&batch).is_ok());
+        let events: Vec<(i64, &str)> = batch.iter().collect();
+        assert_eq!(events[0].0, 200_000);
+        assert_eq!(events[1].0, 200_000);
+        assert_eq!(validate(events[0].1), datums);
+        assert_eq!(
+            &events[2..],
+            &[(200_000, "line one"), (200_500, "piece"), (200_600, "rest")]
+        );
+        assert!(batch.continues(3) && !batch.continues(4));
+        // Alone, they carry the time they are sent.
+        let (alone, n) = with_minutes(&minutes, None, 999_999).expect("fits");
+        assert_eq!((alone.len(), n), (2, 2));
+        assert!(alone.iter().all(|(ts, _)| ts == 999_999));
+        // No room in a full batch.
+        let mut full = EventBatch::new();
+        for i in 0..MAX_BATCH_EVENTS {
+            full.push(i as i64, "x");
+        }
+        assert!(with_minutes(&minutes, Some(&full), 0).is_none());
     }
 
     #[test]

@@ -59,15 +59,22 @@ impl aws_sdk_cloudwatchlogs::config::Intercept for ServerDate {
 /// The longest the flush interval grows to while CloudWatch throttles.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(120);
 
-/// How often the daemon may send a batch that is not full: the configured `force_flush_interval`,
-/// doubled on every throttled call up to [`MAX_FLUSH_INTERVAL`], and shortened by one configured interval
-/// per accepted call until it is back (additive increase of the rate, multiplicative decrease: hosts
-/// sharing one account's quota settle below it together). One WARN when an episode starts, one INFO
-/// when it ends.
+/// How often the daemon may send a batch that is not full: the configured `force_flush_interval`, doubled
+/// when CloudWatch throttles (at most once per interval, however many attempts of one call were
+/// throttled) up to [`MAX_FLUSH_INTERVAL`], and shortened again by half a second per second without a
+/// throttle until it is back: multiplicative increase, additive recovery, so hosts sharing one account's
+/// quota settle below it together (throttled once per interval, the interval still grows: it recovers
+/// less in one interval than a doubling adds) and are back within four minutes once it has room. One
+/// WARN when an episode starts, one INFO when it ends.
 #[derive(Debug)]
 pub struct Pace {
     base_ms: u64,
-    current_ms: AtomicU64,
+    /// The instant the times below count from.
+    origin: tokio::time::Instant,
+    /// The interval right after the last doubling.
+    peak_ms: AtomicU64,
+    /// When the last doubling was, in milliseconds since `origin`.
+    doubled_at_ms: AtomicU64,
     throttled: AtomicBool,
 }
 
@@ -76,22 +83,44 @@ impl Pace {
         let base_ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
         Pace {
             base_ms,
-            current_ms: AtomicU64::new(base_ms),
+            origin: tokio::time::Instant::now(),
+            peak_ms: AtomicU64::new(base_ms),
+            doubled_at_ms: AtomicU64::new(0),
             throttled: AtomicBool::new(false),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn interval_ms_at(&self, now_ms: u64) -> u64 {
+        // Half a second back per second since the last doubling.
+        let recovered = now_ms.saturating_sub(self.doubled_at_ms.load(Ordering::Relaxed)) / 2;
+        self.peak_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(recovered)
+            .max(self.base_ms)
+    }
+
     /// The flush interval now.
     pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.current_ms.load(Ordering::Relaxed))
+        Duration::from_millis(self.interval_ms_at(self.now_ms()))
     }
 
     /// A call was throttled.
     pub(crate) fn throttled(&self) {
+        let now = self.now_ms();
+        let current = self.interval_ms_at(now);
+        let episode = self.throttled.load(Ordering::Relaxed);
+        // Attempts of one call, or calls of one interval, double it once.
+        if episode && now.saturating_sub(self.doubled_at_ms.load(Ordering::Relaxed)) < current {
+            return;
+        }
         let max = u64::try_from(MAX_FLUSH_INTERVAL.as_millis()).unwrap_or(u64::MAX);
-        let now = self.current_ms.load(Ordering::Relaxed);
-        let next = now.saturating_mul(2).min(max.max(self.base_ms));
-        self.current_ms.store(next, Ordering::Relaxed);
+        let next = current.saturating_mul(2).min(max.max(self.base_ms));
+        self.peak_ms.store(next, Ordering::Relaxed);
+        self.doubled_at_ms.store(now, Ordering::Relaxed);
         if !self.throttled.swap(true, Ordering::Relaxed) {
             warn!(
                 flush_interval_ms = next,
@@ -102,19 +131,14 @@ impl Pace {
         }
     }
 
-    /// A call was accepted.
+    /// A call was accepted: ends the episode once the interval is back to the configured one.
     pub(crate) fn accepted(&self) {
-        let now = self.current_ms.load(Ordering::Relaxed);
-        if now <= self.base_ms {
-            return;
-        }
-        let next = now.saturating_sub(self.base_ms).max(self.base_ms);
-        self.current_ms.store(next, Ordering::Relaxed);
-        if next == self.base_ms && self.throttled.swap(false, Ordering::Relaxed) {
+        let now = self.interval_ms_at(self.now_ms());
+        if now == self.base_ms && self.throttled.swap(false, Ordering::Relaxed) {
             info!(
-                flush_interval_ms = next,
+                flush_interval_ms = now,
                 "PutLogEvents is no longer throttled: sending batches every {:.1} s again",
-                next as f64 / 1000.0
+                now as f64 / 1000.0
             );
         }
     }
@@ -193,22 +217,34 @@ impl SinkStats {
 mod tests {
     use super::*;
 
-    #[test]
-    fn throttling_doubles_the_interval_and_acceptance_brings_it_back_step_by_step() {
+    #[tokio::test(start_paused = true)]
+    async fn throttling_doubles_the_interval_once_per_interval_and_time_brings_it_back() {
         let p = Pace::new(Duration::from_secs(5));
         assert_eq!(p.interval(), Duration::from_secs(5));
-        p.throttled();
-        p.throttled();
-        assert_eq!(p.interval(), Duration::from_secs(20));
-        for _ in 0..10 {
+        // Five throttled attempts of one call, within a second: one doubling.
+        for _ in 0..5 {
+            p.throttled();
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        assert_eq!(p.interval(), Duration::from_millis(9500));
+        // Every call throttled, each sent once its batch waited the interval as it stands then (the
+        // reader looks again as it shrinks): it still grows, up to the cap.
+        for _ in 0..20 {
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < p.interval() {
+                tokio::time::advance(Duration::from_millis(100)).await;
+            }
             p.throttled();
         }
         assert_eq!(p.interval(), MAX_FLUSH_INTERVAL);
+        // Half a second back per second without a throttle, down to the configured interval.
+        tokio::time::advance(Duration::from_secs(100)).await;
         p.accepted();
-        assert_eq!(p.interval(), Duration::from_secs(115));
-        for _ in 0..100 {
-            p.accepted();
-        }
+        assert_eq!(p.interval(), Duration::from_secs(70));
+        assert!(p.throttled.load(Ordering::Relaxed));
+        tokio::time::advance(Duration::from_secs(130)).await;
+        p.accepted();
         assert_eq!(p.interval(), Duration::from_secs(5));
+        assert!(!p.throttled.load(Ordering::Relaxed));
     }
 }

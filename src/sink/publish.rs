@@ -1,6 +1,7 @@
-//! [`Publisher`]: where per-minute counts go, as `[metrics] transport` says: PutMetricData, or embedded
-//! metric format events sent with PutLogEvents into the log group's metrics stream (one per host: the
-//! lines' stream name with [`METRICS_STREAM_SUFFIX`]).
+//! [`Publisher`]: per-minute counts sent on their own, as `[metrics] transport` says: PutMetricData, or
+//! embedded metric format events sent with PutLogEvents into the lines' stream. `sshwatch replay` publishes
+//! through it; the daemon uses it for PutMetricData only (its EMF events ride in the lines' batches, see
+//! [`crate::sink::emf::with_minutes`]).
 
 use aws_config::SdkConfig;
 
@@ -8,9 +9,6 @@ use crate::config::{Config, MetricsTransport};
 use crate::counter::Datum;
 use crate::shutdown::{Aborted, Shutdown};
 use crate::sink::{LogBatcher, LogsSink, MetricsSink, SinkStats, emf};
-
-/// The metrics stream's name: the lines' stream name with this suffix.
-pub const METRICS_STREAM_SUFFIX: &str = "-metrics";
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -21,20 +19,15 @@ pub enum Publisher {
 
 impl Publisher {
     /// The publisher `config` asks for; `stream` is the lines' stream name.
-    pub fn new(sdk: &SdkConfig, config: &Config, stream: &str) -> anyhow::Result<Publisher> {
-        Ok(match config.metrics.transport {
+    pub fn new(sdk: &SdkConfig, config: &Config, stream: &str) -> Publisher {
+        match config.metrics.transport {
             MetricsTransport::PutMetricData => Publisher::PutMetricData(MetricsSink::new(sdk)),
-            MetricsTransport::Emf => {
-                let name = format!("{stream}{METRICS_STREAM_SUFFIX}");
-                crate::sink::logs::check_stream_name(&name)
-                    .map_err(|m| anyhow::anyhow!("the metrics stream {name:?} {m}"))?;
-                Publisher::Emf(Box::new(LogsSink::with_stream_name(
-                    sdk,
-                    &config.logs,
-                    name,
-                )))
-            }
-        })
+            MetricsTransport::Emf => Publisher::Emf(Box::new(LogsSink::with_stream_name(
+                sdk,
+                &config.logs,
+                stream.to_owned(),
+            ))),
+        }
     }
 
     /// The sink's counters.

@@ -192,7 +192,7 @@ impl FileSource {
 
     /// Waits for a sign that the file may have changed: an inotify event of its directory, or
     /// `poll_interval`. Cancel-safe: an event while nobody waits is kept.
-    pub async fn changed(&self) {
+    pub async fn changed(&mut self) {
         self.watch.wait(self.poll_interval).await;
     }
 
@@ -539,11 +539,15 @@ impl FileSource {
         let same_inode = |t: &Followed| (meta.dev(), meta.ino()) == (t.id.dev, t.id.ino);
         if let Some(cur) = &mut self.current {
             if same_inode(cur) {
-                if !cur.truncated {
+                // Neither its length nor its modification time moved since its head last checked out:
+                // nothing was written, truncated or rewritten, and its first bytes need no new read.
+                let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec());
+                if !cur.truncated && cur.checked != Some(stamp) {
                     match cur.id.check(&cur.file, &meta)? {
                         Head::Same(fresh) if meta.len() >= cur.read_pos() => {
                             cur.id = fresh;
                             cur.seen_len = meta.len();
+                            cur.checked = Some(stamp);
                         }
                         _ => self.truncated(&meta)?,
                     }
@@ -592,8 +596,10 @@ impl FileSource {
                     truncated: false,
                     seen_len: g.meta.len(),
                     name: Some(g.path),
+                    checked: None,
                 };
                 cur.id = FileId::of(&cur.file, meta)?;
+                cur.checked = None;
                 cur.offset = 0;
                 cur.seen_len = meta.len();
                 self.push_rotated(copy);
@@ -691,6 +697,8 @@ struct Followed {
     seen_len: u64,
     /// The name it was found under when not opened at the followed path.
     name: Option<PathBuf>,
+    /// Length and modification time (seconds, nanoseconds) when its head last matched its id.
+    checked: Option<(u64, i64, i64)>,
 }
 
 impl fmt::Debug for Followed {
@@ -725,6 +733,7 @@ impl Followed {
             truncated: false,
             seen_len: len,
             name,
+            checked: None,
         }
     }
 
@@ -888,6 +897,7 @@ impl Followed {
         self.buf.clear();
         self.truncated = false;
         self.seen_len = len;
+        self.checked = None;
     }
 }
 

@@ -175,7 +175,7 @@ impl SourceKind {
 /// The log being followed: the file, or sshd's journal entries.
 #[derive(Debug)]
 pub enum Source {
-    File(FileSource),
+    File(Box<FileSource>),
     Journal(JournalSource),
 }
 
@@ -201,10 +201,10 @@ impl Source {
             SourceKind::Journal => Source::Journal(
                 JournalSource::new(config, resume).context("cannot read the journal")?,
             ),
-            SourceKind::File => Source::File(
+            SourceKind::File => Source::File(Box::new(
                 FileSource::new(config, resume, saved_at)
                     .with_context(|| format!("cannot open `{}`", config.file_path.display()))?,
-            ),
+            )),
         })
     }
 
@@ -225,7 +225,7 @@ impl Source {
     }
 
     /// Resolves when [`Source::track`] has something to look at (never for the journal). Cancel-safe.
-    pub async fn changed(&self) {
+    pub async fn changed(&mut self) {
         match self {
             Source::File(f) => f.changed().await,
             Source::Journal(_) => std::future::pending().await,

@@ -1,100 +1,99 @@
-//! Wake-ups for the tailer: inotify on the followed file's directory, bridged into tokio.
+//! Wake-ups for the tailer: inotify on the followed file's directory, read on the daemon's own thread.
 //!
-//! The notify crate calls back on its own thread; the callback only sets a [`Notify`] permit (never blocks,
-//! and many events coalesce into one wake-up). The tailer stats the file on every wake-up and at least every
-//! `poll_interval`, so a missed event, an overflowed inotify queue or a failed watch only costs latency.
+//! The inotify descriptor sits in tokio's reactor (inotify's [`EventStream`]): no thread of its own, and while the tailer
+//! is not waiting (a batch is open and it reads once a second) events only queue in the kernel, merged
+//! when identical, and cost nothing until the next wait reads them all at once. The tailer stats the file
+//! on every wake-up and at least every `poll_interval`, so a missed event, an overflowed inotify queue or a
+//! failed watch only costs latency.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::Notify;
+use futures_util::{FutureExt as _, StreamExt as _};
+use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask};
 use tracing::{debug, warn};
 
-/// State shared with the notify thread.
-#[derive(Debug, Default)]
-struct Shared {
-    wake: Notify,
-    /// Wake on events for any file of the directory, not only the followed name: set while a file rotated
-    /// away (and so renamed) is being finished, since its writes are reported under its new name.
-    any_file: AtomicBool,
-    /// The watched directory itself went away: the watch must be set up again.
-    lost: AtomicBool,
+/// Bytes read from the inotify descriptor at a time: room for dozens of events (each 16 bytes plus its
+/// name), read again until none is left.
+const EVENT_BUFFER: usize = 4096;
+
+type Events = EventStream<Box<[u8]>>;
+
+/// What the directory watch asks the kernel for: a file written, created, renamed or deleted in it, and
+/// the directory itself going away. Attribute changes, opens and closes are left out: they say nothing
+/// about new lines.
+fn mask() -> WatchMask {
+    WatchMask::MODIFY
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
 }
 
 /// An inotify watch on one directory that wakes the tailer.
 #[derive(Debug)]
 pub(crate) struct DirWatch {
     dir: PathBuf,
-    shared: Arc<Shared>,
-    watcher: Option<RecommendedWatcher>,
-    watching: bool,
+    /// The followed file's name in `dir`.
+    name: OsString,
+    events: Option<Events>,
+    wd: Option<WatchDescriptor>,
+    /// Wake on events for any file of the directory, not only the followed name: set while a file rotated
+    /// away (and so renamed) is being finished, since its writes are reported under its new name.
+    any_file: bool,
+    /// A relevant event was read and not reported yet (kept across a cancelled wait).
+    pending: bool,
     warned: bool,
 }
 
 impl DirWatch {
-    /// Prepares a watch of `dir` for events about `name`; [`DirWatch::ensure`] sets it up.
+    /// Prepares a watch of `dir` for events about `name`; [`DirWatch::ensure`] sets it up. Outside a tokio
+    /// runtime there is no watch, and [`DirWatch::wait`] only sleeps.
     pub(crate) fn new(dir: PathBuf, name: OsString) -> DirWatch {
-        let shared = Arc::new(Shared::default());
-        let cb_shared = Arc::clone(&shared);
-        let cb_dir = dir.clone();
-        let handler = move |res: notify::Result<Event>| {
-            let relevant = match &res {
-                // Errors include a queue overflow: stat to find out.
-                Err(_) => true,
-                Ok(ev) => {
-                    if ev.paths.iter().any(|p| p == &cb_dir)
-                        && matches!(ev.kind, EventKind::Remove(_))
-                    {
-                        cb_shared.lost.store(true, Ordering::Relaxed);
-                    }
-                    ev.paths.is_empty()
-                        || ev.need_rescan()
-                        || cb_shared.any_file.load(Ordering::Relaxed)
-                        || ev
-                            .paths
-                            .iter()
-                            .any(|p| p.file_name() == Some(name.as_os_str()) || p == &cb_dir)
-                }
-            };
-            if relevant {
-                cb_shared.wake.notify_one();
-            }
-        };
-        let watcher = match RecommendedWatcher::new(handler, notify::Config::default()) {
-            Ok(w) => Some(w),
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Outside a runtime (a synchronous caller that only polls): nothing could wait on events.
+            return DirWatch::without_events(dir, name);
+        }
+        let events = match Inotify::init()
+            .and_then(|i| i.into_event_stream(vec![0; EVENT_BUFFER].into_boxed_slice()))
+        {
+            Ok(events) => Some(events),
             Err(e) => {
                 warn!(error = %e, "inotify is unavailable ({e}): the file is looked at every `poll_interval_seconds` instead, so lines arrive a little later");
                 None
             }
         };
         DirWatch {
+            events,
+            ..DirWatch::without_events(dir, name)
+        }
+    }
+
+    fn without_events(dir: PathBuf, name: OsString) -> DirWatch {
+        DirWatch {
             dir,
-            shared,
-            watcher,
-            watching: false,
+            name,
+            events: None,
+            wd: None,
+            any_file: false,
+            pending: false,
             warned: false,
         }
     }
 
     /// Sets up the watch if it is not in place (the directory may appear later, or have been replaced).
     pub(crate) fn ensure(&mut self) {
-        if self.shared.lost.swap(false, Ordering::Relaxed) {
-            if let Some(w) = &mut self.watcher {
-                let _ = w.unwatch(&self.dir);
-            }
-            self.watching = false;
-        }
-        if self.watching {
+        if self.wd.is_some() {
             return;
         }
-        let Some(w) = &mut self.watcher else { return };
-        match w.watch(&self.dir, RecursiveMode::NonRecursive) {
-            Ok(()) => {
+        let Some(events) = &self.events else { return };
+        match events.watches().add(&self.dir, mask()) {
+            Ok(wd) => {
                 debug!(dir = %self.dir.display(), "watching directory");
-                self.watching = true;
+                self.wd = Some(wd);
                 self.warned = false;
             }
             Err(e) => {
@@ -107,16 +106,129 @@ impl DirWatch {
     }
 
     /// Whether every event in the directory should wake the tailer.
-    pub(crate) fn set_any_file(&self, any: bool) {
-        self.shared.any_file.store(any, Ordering::Relaxed);
+    pub(crate) fn set_any_file(&mut self, any: bool) {
+        self.any_file = any;
     }
 
-    /// Waits for an event or `timeout`, whichever comes first. Cancel-safe: an event that arrives while
-    /// nobody waits leaves a permit, so it is not lost.
-    pub(crate) async fn wait(&self, timeout: std::time::Duration) {
-        tokio::select! {
-            () = self.shared.wake.notified() => {}
-            () = tokio::time::sleep(timeout) => {}
+    /// Waits for a relevant event or `timeout`, whichever comes first. Cancel-safe: an event read while
+    /// the wait is dropped is kept for the next one; one not read yet stays queued in the kernel.
+    pub(crate) async fn wait(&mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if std::mem::take(&mut self.pending) {
+                return;
+            }
+            let Some(events) = self.events.as_mut() else {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            };
+            tokio::select! {
+                first = events.next() => {
+                    let mut seen = Seen::default();
+                    seen.note(first, &self.name, self.any_file);
+                    // Everything else already queued, without waiting: one wake-up for a burst.
+                    while let Some(next) = events.next().now_or_never() {
+                        seen.note(next, &self.name, self.any_file);
+                    }
+                    if seen.lost {
+                        // The directory was deleted or moved: watch the path again at the next look.
+                        self.wd = None;
+                    }
+                    self.pending |= seen.relevant;
+                }
+                () = tokio::time::sleep_until(deadline) => return,
+            }
         }
+    }
+}
+
+/// What a drain of the queue found.
+#[derive(Debug, Default)]
+struct Seen {
+    /// An event about the followed file (or any file, or an overflow): look at the path.
+    relevant: bool,
+    /// The watched directory itself went away.
+    lost: bool,
+}
+
+impl Seen {
+    /// Notes one item of the event stream: an event, or an error (which may hide events: look at the
+    /// path), or the end of the stream (the descriptor is unusable).
+    fn note(
+        &mut self,
+        item: Option<std::io::Result<inotify::EventOwned>>,
+        name: &OsStr,
+        any_file: bool,
+    ) {
+        match item {
+            Some(Ok(event)) => self.event(event.mask, event.name.as_deref(), name, any_file),
+            Some(Err(_)) | None => self.relevant = true,
+        }
+    }
+
+    /// Whether one event matters to the tailer.
+    fn event(&mut self, mask: EventMask, event_name: Option<&OsStr>, name: &OsStr, any_file: bool) {
+        if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED) {
+            self.lost = true;
+            self.relevant = true;
+        }
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            self.relevant = true;
+        }
+        match event_name {
+            Some(n) => self.relevant |= any_file || n == name,
+            None => self.relevant = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_followed_name_matters_unless_every_file_does() {
+        let name = OsStr::new("secure");
+        let other = Some(OsStr::new("messages"));
+        let mut seen = Seen::default();
+        seen.event(EventMask::MODIFY, other, name, false);
+        assert!(!seen.relevant);
+        seen.event(EventMask::MODIFY, other, name, true);
+        assert!(seen.relevant && !seen.lost);
+        let mut seen = Seen::default();
+        seen.event(EventMask::MOVED_TO, Some(name), name, false);
+        assert!(seen.relevant);
+        let mut seen = Seen::default();
+        seen.event(EventMask::Q_OVERFLOW, None, name, false);
+        assert!(seen.relevant && !seen.lost);
+        let mut seen = Seen::default();
+        seen.event(EventMask::DELETE_SELF, None, name, false);
+        assert!(seen.relevant && seen.lost);
+    }
+
+    #[tokio::test]
+    async fn a_write_to_the_file_wakes_the_wait_and_one_to_another_does_not() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), "secure".into());
+        watch.ensure();
+        std::fs::write(dir.path().join("messages"), "x\n").unwrap_or_else(|e| panic!("{e}"));
+        let start = tokio::time::Instant::now();
+        watch.wait(Duration::from_millis(300)).await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "woken by another file"
+        );
+        std::fs::write(dir.path().join("secure"), "y\n").unwrap_or_else(|e| panic!("{e}"));
+        let start = tokio::time::Instant::now();
+        watch.wait(Duration::from_secs(10)).await;
+        assert!(start.elapsed() < Duration::from_secs(5), "not woken");
+        // Many writes while nobody waits: one wake-up, then quiet.
+        for _ in 0..100 {
+            std::fs::write(dir.path().join("secure"), "z\n").unwrap_or_else(|e| panic!("{e}"));
+        }
+        watch.wait(Duration::from_secs(10)).await;
+        let start = tokio::time::Instant::now();
+        watch.wait(Duration::from_millis(200)).await;
+        assert!(start.elapsed() >= Duration::from_millis(200), "woken twice");
     }
 }

@@ -241,8 +241,19 @@ impl Drop for Daemon {
     }
 }
 
-/// Every event of the test stream, oldest first (empty when the stream does not exist yet).
+/// Every log line of the test stream, oldest first (empty when the stream does not exist yet): its events
+/// but the EMF events of the metrics.
 pub(crate) async fn events(endpoint: &str) -> Vec<String> {
+    stream_events(endpoint)
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| !crate::support::is_emf(m))
+        .collect()
+}
+
+/// Every event of the test stream, `(timestamp, message)`, oldest first.
+pub(crate) async fn stream_events(endpoint: &str) -> Vec<(i64, String)> {
     let client = aws_sdk_cloudwatchlogs::Client::new(&sdk_config_for(endpoint).await);
     let mut out = Vec::new();
     let mut token: Option<String> = None;
@@ -260,10 +271,12 @@ pub(crate) async fn events(endpoint: &str) -> Vec<String> {
         if page.is_empty() {
             return out;
         }
-        out.extend(
-            page.iter()
-                .map(|e| e.message().unwrap_or_default().to_string()),
-        );
+        out.extend(page.iter().map(|e| {
+            (
+                e.timestamp().unwrap_or_default(),
+                e.message().unwrap_or_default().to_string(),
+            )
+        }));
         let next = resp.next_forward_token().map(str::to_string);
         if next.is_none() || next == token {
             return out;
@@ -1096,8 +1109,8 @@ async fn runs_in_process_until_the_shutdown_signal_stops_it() {
     use sshwatch::health::Notifier;
     use sshwatch::shutdown::Shutdown;
     use sshwatch::sink::LogsSink;
+    use sshwatch::sink::MetricsSink;
     use sshwatch::sink::logs::Host;
-    use sshwatch::sink::publish::Publisher;
     use sshwatch::source::checkpoint;
 
     let moto = Moto::start();
@@ -1107,7 +1120,7 @@ async fn runs_in_process_until_the_shutdown_signal_stops_it() {
     let config = Config::from_toml_str(&env.config_text, None).expect("config");
     let sdk = sdk_config_for(&moto.endpoint).await;
     let logs = LogsSink::with_stream_name(&sdk, &config.logs, STREAM.into());
-    let publisher = Publisher::new(&sdk, &config, STREAM).expect("publisher");
+    let metrics = Some(MetricsSink::new(&sdk));
     let host = Host {
         hostname: "test-host".into(),
         instance_id: None,
@@ -1121,7 +1134,7 @@ async fn runs_in_process_until_the_shutdown_signal_stops_it() {
         loaded,
         host,
         logs,
-        publisher,
+        metrics,
     ));
     let got = wait_for_events(&moto.endpoint, lines.len(), Duration::from_secs(15)).await;
     shutdown.stop();
@@ -1133,9 +1146,9 @@ async fn runs_in_process_until_the_shutdown_signal_stops_it() {
     assert_metrics(&moto.endpoint, &env.expected(&lines), lines.len()).await;
 }
 
-/// The default transport: each minute is one embedded metric format event in the stream
-/// `<stream>-metrics`, sent with PutLogEvents; no PutMetricData at all. The events' values are the
-/// minute's sums, zeros and heartbeat included.
+/// The default transport: each minute is one embedded metric format event riding at the head of the
+/// lines' own batches, sent with PutLogEvents; no PutMetricData at all, and no PutLogEvents of its own
+/// while lines flow. The events' values are the minute's sums, zeros and heartbeat included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emf_events_carry_every_minute_through_put_log_events() {
     let moto = Moto::start();
@@ -1148,26 +1161,28 @@ async fn emf_events_carry_every_minute_through_put_log_events() {
     assert!(daemon.terminate().success(), "{}", daemon.stderr());
     assert_eq!(proxy.count("PutMetricData"), 0);
 
-    let client = aws_sdk_cloudwatchlogs::Client::new(&sdk_config_for(&moto.endpoint).await);
-    let page = client
-        .get_log_events()
-        .log_group_name(GROUP)
-        .log_stream_name(format!("{STREAM}-metrics"))
-        .start_from_head(true)
-        .send()
-        .await
-        .expect("the metrics stream");
+    let stream = stream_events(&moto.endpoint).await;
+    let shipped: Vec<String> = stream
+        .iter()
+        .filter(|(_, m)| !crate::support::is_emf(m))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_lines(&shipped, &lines, "every line once, beside the EMF events");
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-    for e in page.events() {
-        let doc: serde_json::Value =
-            serde_json::from_str(e.message().unwrap_or_default()).expect("an EMF event is JSON");
-        let ts = doc["_aws"]["Timestamp"].as_i64().expect("Timestamp");
-        assert_eq!(
-            Some(ts),
-            e.timestamp(),
-            "the event is stamped with its minute"
+    let mut previous = i64::MIN;
+    for (timestamp, message) in &stream {
+        assert!(
+            *timestamp >= previous,
+            "the stream stays in chronological order"
         );
-        assert_eq!(ts % 60_000, 0);
+        previous = *timestamp;
+        if !crate::support::is_emf(message) {
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_str(message).expect("an EMF event is JSON");
+        let ts = doc["_aws"]["Timestamp"].as_i64().expect("Timestamp");
+        assert_eq!(ts % 60_000, 0, "the metrics carry their minute");
+        assert!(ts <= *timestamp, "a minute is published after it began");
         for directive in doc["_aws"]["CloudWatchMetrics"]
             .as_array()
             .expect("directives")

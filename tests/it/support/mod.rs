@@ -202,3 +202,9 @@ pub mod tmf_stub;
 
 /// A scripted fault-injecting proxy (throttling, 5xx, InvalidParameter, drops) for the sink tests.
 pub mod proxy;
+
+/// Whether a log event is one of the daemon's embedded-metric-format events (they ride in the lines'
+/// stream): a JSON object with an `_aws` member. No log line starts with `{`.
+pub fn is_emf(message: &str) -> bool {
+    message.starts_with('{') && message.contains("\"_aws\"")
+}
