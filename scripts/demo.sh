@@ -109,12 +109,12 @@ for e in events:
     t = dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     print(f"{t}  {e['logStreamName']}  {e['message']}")
 
-# sshwatch's default transport: one embedded metric format (EMF) event per minute in the stream
-# `<stream>-metrics`, from which CloudWatch extracts the metrics (moto does not: the values are
+# sshwatch's default transport: one embedded metric format (EMF) event per minute, riding in the
+# lines' own batches, from which CloudWatch extracts the metrics (moto does not: the values are
 # read from the events here, as CloudWatch would take them, one datapoint per metric and event).
 table, samples = {}, {}
 for e in events:
-    if not e["logStreamName"].endswith("-metrics"):
+    if not (e["message"].startswith("{") and '"_aws"' in e["message"]):
         continue
     doc = json.loads(e["message"])
     minute = dt.datetime.fromtimestamp(doc["_aws"]["Timestamp"] / 1000, dt.timezone.utc)

@@ -11,7 +11,7 @@
 # The hosts start writing one after another over START_SPREAD_SECONDS (default 10), so that their batches
 # take the spread phases of a fleet that has been running; START_SPREAD_SECONDS=0 starts them all in the
 # same second, as a fleet-wide restart does. After a warm-up (WARMUP_SECONDS, default 100: past every
-# host's first minute, whose metrics stream it creates) it measures for MINUTES, then stops the writer and,
+# host's first published minute) it measures for MINUTES, then stops the writer and,
 # one after another over 5 s, every daemon with SIGTERM (which ships the last batch and publishes the open
 # minute), and reads CloudWatch Logs back. It prints per operation the calls per second against the scaled
 # quota and the share throttled; the lines lost (every host's log against its stream, line by line) and,
@@ -322,7 +322,10 @@ for name in names:
             lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
             ends.append(end)
     shipped = shipped_offset(f"{work}/hosts/{name}/state")
-    stored = events(name)
+    stream = events(name)
+    # The minutes' EMF events ride in the lines' stream.
+    emf = [e for e in stream if e["message"].startswith("{") and '"_aws"' in e["message"]]
+    stored = [e for e in stream if not (e["message"].startswith("{") and '"_aws"' in e["message"])]
     got = {}
     dup = changed = 0
     for e in stored:
@@ -355,7 +358,7 @@ for name in names:
         failures.append(f"{name}: {pending} lines not shipped at the stop (after the checkpoint, sent after the next start)")
     if transport == "emf":
         read = 0
-        for e in events(f"{name}-metrics"):
+        for e in emf:
             doc = json.loads(e["message"])
             read += doc.get("LinesRead", 0)
         counted_checked += 1

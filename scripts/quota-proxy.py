@@ -15,7 +15,7 @@
 # It records, per operation, the calls and the throttled ones (in all and per second); for accepted
 # PutLogEvents, the events per stream and, for every event whose message ends with ` t=<epoch ms>`, the
 # latency from that write time to the acceptance; and for each minute published (an embedded metric format
-# event in a `*-metrics` stream, or a PutMetricData datum), when it was accepted relative to the minute's
+# event in a PutLogEvents call, or a PutMetricData datum), when it was accepted relative to the minute's
 # end. SIGUSR1 writes the counters as JSON to the --stats file (atomically), SIGUSR2 sets them to zero
 # (the start of a measured window), SIGTERM writes them and ends.
 #
@@ -35,7 +35,14 @@ from collections import Counter, defaultdict
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"upgrade"}
 WRITE_TIME = re.compile(r" t=(\d{13})$")
-METRICS_SUFFIX = "-metrics"
+
+
+def is_emf(message):
+    """Whether a log event is one of the daemon's embedded-metric-format events (they ride in the lines'
+    stream, at the head of a batch): a JSON object with an `_aws` member. No log line starts with `{`."""
+    return message.startswith("{") and '"_aws"' in message
+
+
 MAX_BODY = 16 << 20
 
 
@@ -70,7 +77,8 @@ class Stats:
         self.failed = Counter()
         self.calls_per_second = defaultdict(Counter)
         self.throttled_per_second = defaultdict(Counter)
-        # PutLogEvents split by destination: the lines' streams and the EMF `*-metrics` streams.
+        # PutLogEvents split by content: calls with lines (a minute's EMF event may ride at their head), and
+        # calls holding EMF events alone.
         self.ple_calls = Counter()
         self.ple_throttled = Counter()
         self.ple_ok = Counter()
@@ -290,14 +298,14 @@ class Proxy:
         st.events_by_stream[stream] += len(events)
         for e in events:
             msg = e.get("message", "")
-            if kind == "emf":
+            if is_emf(msg):
                 st.emf_bytes += len(msg.encode())
                 try:
                     doc = json.loads(msg)
                     minute_ms = int(doc["_aws"]["Timestamp"])
                 except (ValueError, KeyError, TypeError):
                     continue
-                st.minutes.append({"stream": stream[: -len(METRICS_SUFFIX)], "minute": minute_ms // 1000,
+                st.minutes.append({"stream": stream, "minute": minute_ms // 1000,
                                    "accepted_ms": now_ms, "via": "emf"})
             else:
                 m = WRITE_TIME.search(msg)
@@ -354,7 +362,9 @@ class Proxy:
                 stream = payload.get("logStreamName", "")
             except ValueError:
                 payload, stream = {}, ""
-            kind = "emf" if stream.endswith(METRICS_SUFFIX) else "lines"
+            events = payload.get("logEvents") or []
+            alone = events and all(is_emf(e.get("message", "")) for e in events)
+            kind = "emf" if alone else "lines"
             st.ple_calls[kind] += 1
         bucket = self.buckets.get(op)
         if bucket is not None and not bucket.take():

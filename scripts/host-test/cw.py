@@ -6,8 +6,8 @@ scripts/host-test.sh. Runs with the repo's .venv (boto3 comes with moto).
         clears moto's state (POST /moto-api/reset)
 
     cw.py lines ENDPOINT GROUP EVENTS_OUT TIMEOUT [extra-ok] -- EXPECT_CMD...
-        waits until the log group holds exactly the lines EXPECT_CMD prints (one stream of lines besides
-        the `*-metrics` stream of embedded-metric-format events, every line once,
+        waits until the log group holds exactly the lines EXPECT_CMD prints (one stream, every line once,
+        besides the embedded-metric-format events of the minutes that ride in it,
         in order; an empty line is shipped as one space), then waits 2 s more and checks again, so that a
         late duplicate is seen too. Prints what differs and exits 1 when it still differs at TIMEOUT.
         The events (timestamp, message) are written to EVENTS_OUT, one JSON array per line.
@@ -19,8 +19,8 @@ scripts/host-test.sh. Runs with the repo's .venv (boto3 comes with moto).
         groups the events of EVENTS by the minute of their timestamp (the daemon counts a line into the
         minute it read it, which is the timestamp it ships) and runs CLASSIFY_CMD (`sshwatch classify`,
         lines on stdin) on each group; then waits until every metric's per-minute Sum equals the counts
-        (the Sum of what PutMetricData stored plus that of the embedded-metric-format events in GROUP's
-        `*-metrics` streams, which CloudWatch turns into metrics and moto does not),
+        (the Sum of what PutMetricData stored plus that of the embedded-metric-format events in GROUP,
+        which CloudWatch turns into metrics and moto does not),
         HEARTBEAT equals the group's size, and every other minute published holds only zeros. Prints the
         table and exits 1 when it still differs at TIMEOUT.
 
@@ -40,8 +40,12 @@ import urllib.request
 
 import boto3
 
-# The daemon's stream of embedded-metric-format events: the lines' stream name with this suffix.
-METRICS_SUFFIX = "-metrics"
+
+def is_emf(message):
+    """Whether a log event is one of the daemon's embedded-metric-format events (they ride in the lines'
+    stream): a JSON object with an `_aws` member. No log line starts with `{`."""
+    return message.startswith("{") and '"_aws"' in message
+
 
 CREDS = dict(region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
 
@@ -126,7 +130,7 @@ def lines(endpoint, group, events_out, timeout, cmd, extra_ok=False):
     confirmed = False
     while True:
         want = expected_lines(cmd)
-        streams = {k: v for k, v in fetch_events(logs, group).items() if not k.endswith(METRICS_SUFFIX)}
+        streams = {k: [e for e in v if not is_emf(e[1])] for k, v in fetch_events(logs, group).items()}
         events = [e for evs in streams.values() for e in evs]
         got = [m for _, m in events]
         ok = len(streams) == 1 and matches(want, got, extra_ok)
@@ -162,12 +166,12 @@ def minute_of(ts_ms):
 
 
 def emf_sums(logs, group, namespace):
-    """{minute: {metric: Sum}} of the embedded-metric-format events in GROUP's metrics streams."""
+    """{minute: {metric: Sum}} of the embedded-metric-format events in GROUP."""
     out = collections.defaultdict(lambda: collections.defaultdict(float))
     for stream, events in fetch_events(logs, group).items():
-        if not stream.endswith(METRICS_SUFFIX):
-            continue
         for _, message in events:
+            if not is_emf(message):
+                continue
             doc = json.loads(message)
             minute = minute_of(doc["_aws"]["Timestamp"])
             for directive in doc["_aws"]["CloudWatchMetrics"]:
