@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! source (file / journal) ─▶ tally (filters, minutes) ─▶ batches ─▶ sink::logs ─▶ PutLogEvents
-//!                                                          │ accepted counts
-//!                                 checkpoint ◀── ledger ◀──┘ ─▶ due minutes ─▶ sink::publish ─▶ EMF or PutMetricData
+//!                                                          │ accepted counts        ▲ EMF events at a batch's head
+//!                                 checkpoint ◀── ledger ◀──┘ ─▶ due minutes ────────┴─ or sink::metrics ─▶ PutMetricData
 //! config ─▶ daemon wires it all · health talks to systemd · bootstrap creates alarms
 //! ```
 //!

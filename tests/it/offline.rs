@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -313,7 +312,7 @@ fn test_pattern_rejects_an_invalid_pattern_with_aws_message_and_status_2() {
 
 #[test]
 fn the_annotated_example_config_loads_and_equals_the_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sshwatch.toml");
+    let path = crate::support::repo("config/sshwatch.toml");
     let example = Config::load(&path, false).expect("example config loads");
     let defaults = Config::defaults();
     assert_eq!(

@@ -3,15 +3,13 @@
 //! Building and installing the packages themselves is `scripts/package-test.sh` (root, Debian).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sshwatch::cli::DEFAULT_CONFIG;
 use sshwatch::config::EXIT_CONFIG;
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use crate::support::repo;
 
 fn generate(dir: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_sshwatch"))

@@ -14,9 +14,9 @@ const PATTERNS: [(&str, &str); 3] = [
 ];
 
 fn recorded() -> Recorded {
-    load_recorded(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verify/tmf-recorded.tsv"),
-    )
+    load_recorded(&crate::support::repo(
+        "tests/fixtures/verify/tmf-recorded.tsv",
+    ))
 }
 
 /// The grid's seven messages, in a fixed order.

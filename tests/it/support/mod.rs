@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,12 +21,22 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// `rel` under the repository this test runs in: `cargo test` sets `CARGO_MANIFEST_DIR` when it runs the
+/// test too, which is right when a shared `CARGO_TARGET_DIR` holds a build made from another clone; the
+/// directory the test was built in otherwise.
+pub fn repo(rel: &str) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join(rel)
+}
+
 /// The `moto_server` executable: `$SSHWATCH_MOTO_SERVER`, the repo's `.venv`, or `PATH`.
 fn moto_server_path() -> PathBuf {
     if let Some(p) = std::env::var_os("SSHWATCH_MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let venv = repo(".venv/bin/moto_server");
     if venv.exists() {
         return venv;
     }
@@ -182,15 +192,13 @@ pub fn sshwatch(endpoint: &str) -> Command {
 
 /// A file of `tests/fixtures/sshd/`.
 pub fn sshd_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sshd")
-        .join(name)
+    repo("tests/fixtures/sshd").join(name)
 }
 
 /// The non-empty lines of a file under the repository root.
 pub fn fixture_lines(path: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
-        .unwrap_or_else(|e| panic!("fixture `{path}`: {e}"));
+    let text =
+        std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("fixture `{path}`: {e}"));
     text.lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)
