@@ -4,7 +4,8 @@
 //!
 //! The file at `file_path` (a symlink there is followed to its target) is the *current* file.
 //! [`FileSource::track`] stats the path, on every inotify event of its directory and at least every
-//! `poll_interval`, whether or not lines are being read:
+//! `poll_interval` (every 10 s while inotify reports every change, see `watch.rs`), whether or not lines
+//! are being read:
 //! - another inode there (or none) means the current file was rotated away (renamed or deleted): it joins
 //!   the queue of *rotated* files, which are read to their ends through their open descriptors, oldest
 //!   first;
@@ -127,6 +128,8 @@ pub struct FileSource {
     absent_logged: bool,
     /// A stat error was logged and has not cleared yet.
     stat_error_logged: bool,
+    /// The last read reached the end of every file: new lines after it need an inotify event.
+    was_at_end: bool,
 }
 
 impl FileSource {
@@ -160,6 +163,7 @@ impl FileSource {
             status: SourceStatus::default(),
             absent_logged: false,
             stat_error_logged: false,
+            was_at_end: false,
         };
         // Watch first, so that nothing happening between the first stat and the watch goes unnoticed.
         src.watch.ensure();
@@ -193,7 +197,8 @@ impl FileSource {
     /// Waits for a sign that the file may have changed: an inotify event of its directory, or
     /// `poll_interval`. Cancel-safe: an event while nobody waits is kept.
     pub async fn changed(&mut self) {
-        self.watch.wait(self.poll_interval).await;
+        let timeout = self.watch.look_interval(self.poll_interval);
+        self.watch.wait(timeout).await;
     }
 
     /// Notices rotations and truncations now, without reading lines: keeps the descriptor of every
@@ -220,6 +225,12 @@ impl FileSource {
             truncations: 0,
         };
         let result = self.read_into(&mut batch);
+        // Lines after a look that had read everything, with no event since: inotify missed them.
+        let reported = self.watch.take_reported();
+        if self.was_at_end && !batch.lines.is_empty() && !reported {
+            self.watch.missed_change(self.poll_interval);
+        }
+        self.was_at_end = matches!(result, Ok(true));
         self.status.lines_read += batch.lines.len() as u64;
         self.status.bytes_read += batch.used as u64;
         self.status.truncations += batch.truncations;

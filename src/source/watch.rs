@@ -3,8 +3,13 @@
 //! The inotify descriptor sits in tokio's reactor (inotify's [`EventStream`]): no thread of its own, and while the tailer
 //! is not waiting (a batch is open and it reads once a second) events only queue in the kernel, merged
 //! when identical, and cost nothing until the next wait reads them all at once. The tailer stats the file
-//! on every wake-up and at least every `poll_interval`, so a missed event, an overflowed inotify queue or a
-//! failed watch only costs latency.
+//! on every wake-up and at least every [`DirWatch::look_interval`], so a missed event, an overflowed inotify
+//! queue or a failed watch only costs latency.
+//!
+//! While the watch is in place and has reported every change the tailer found, the safety-net look is
+//! every [`TRUSTED_LOOK_INTERVAL`]: an idle daemon wakes up a few times a minute, not every second. Lines
+//! found without an event for them at two looks in a row (a network or FUSE filesystem, whose remote
+//! writes inotify does not see) bring the configured `poll_interval` back for [`DISTRUST_FOR`].
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -12,7 +17,14 @@ use std::time::Duration;
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+/// The safety-net look while inotify reports every change: events wake the tailer at once, so this only
+/// bounds the delay of a change inotify might miss before the first such miss is noticed.
+pub(crate) const TRUSTED_LOOK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the configured `poll_interval` is used again after lines came without an event.
+const DISTRUST_FOR: Duration = Duration::from_secs(600);
 
 /// Bytes read from the inotify descriptor at a time: room for dozens of events (each 16 bytes plus its
 /// name), read again until none is left.
@@ -46,6 +58,12 @@ pub(crate) struct DirWatch {
     any_file: bool,
     /// A relevant event was read and not reported yet (kept across a cancelled wait).
     pending: bool,
+    /// A relevant event was read since the tailer last asked ([`DirWatch::take_reported`]).
+    reported: bool,
+    /// Looks in a row that found lines no event announced.
+    misses: u32,
+    /// Until when lines found without an event keep the look at `poll_interval`.
+    distrusted_until: Option<tokio::time::Instant>,
     warned: bool,
 }
 
@@ -80,8 +98,62 @@ impl DirWatch {
             wd: None,
             any_file: false,
             pending: false,
+            reported: false,
+            misses: 0,
+            distrusted_until: None,
             warned: false,
         }
+    }
+
+    /// How long the tailer may wait for an event before it looks at the file anyway: `poll_interval`
+    /// without a watch, or for a while after inotify missed a change; otherwise the longer of
+    /// `poll_interval` and [`TRUSTED_LOOK_INTERVAL`].
+    pub(crate) fn look_interval(&self, poll_interval: Duration) -> Duration {
+        let distrusted = self
+            .distrusted_until
+            .is_some_and(|until| tokio::time::Instant::now() < until);
+        if self.events.is_none() || self.wd.is_none() || distrusted {
+            poll_interval
+        } else {
+            poll_interval.max(TRUSTED_LOOK_INTERVAL)
+        }
+    }
+
+    /// Whether a relevant event came since the last call, counting those queued in the kernel now.
+    pub(crate) fn take_reported(&mut self) -> bool {
+        if let Some(events) = self.events.as_mut() {
+            let mut seen = Seen::default();
+            while let Some(next) = events.next().now_or_never() {
+                seen.note(next, &self.name, self.any_file);
+            }
+            if seen.lost {
+                self.wd = None;
+            }
+            self.pending |= seen.relevant;
+            self.reported |= seen.relevant;
+        }
+        let reported = std::mem::take(&mut self.reported);
+        if reported {
+            self.misses = 0;
+        }
+        reported
+    }
+
+    /// The tailer found lines that no event announced. Once is not proof (an event may have arrived
+    /// after the reactor last polled); twice in a row, inotify does not see this file's writes (or not all
+    /// of them), and the file is looked at every `poll_interval` for a while.
+    pub(crate) fn missed_change(&mut self, poll_interval: Duration) {
+        if self.events.is_none() || self.wd.is_none() {
+            return;
+        }
+        self.misses += 1;
+        if self.misses < 2 {
+            return;
+        }
+        if self.distrusted_until.is_none() {
+            info!(dir = %self.dir.display(), "inotify did not report new lines in `{}` (a network or FUSE filesystem?): looking at the file every {:.1} s", self.dir.display(), poll_interval.as_secs_f64());
+        }
+        self.distrusted_until = Some(tokio::time::Instant::now() + DISTRUST_FOR);
     }
 
     /// Sets up the watch if it is not in place (the directory may appear later, or have been replaced).
@@ -135,6 +207,7 @@ impl DirWatch {
                         self.wd = None;
                     }
                     self.pending |= seen.relevant;
+                    self.reported |= seen.relevant;
                 }
                 () = tokio::time::sleep_until(deadline) => return,
             }
@@ -204,6 +277,46 @@ mod tests {
         let mut seen = Seen::default();
         seen.event(EventMask::DELETE_SELF, None, name, false);
         assert!(seen.relevant && seen.lost);
+    }
+
+    #[tokio::test]
+    async fn the_look_is_relaxed_only_while_a_watch_reports_every_change() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let poll = Duration::from_secs(1);
+        let mut watch = DirWatch::new(dir.path().to_path_buf(), "secure".into());
+        assert_eq!(watch.look_interval(poll), poll, "no watch yet");
+        watch.ensure();
+        assert_eq!(watch.look_interval(poll), TRUSTED_LOOK_INTERVAL);
+        assert_eq!(
+            watch.look_interval(Duration::from_secs(30)),
+            Duration::from_secs(30),
+            "a longer configured interval stays"
+        );
+        assert!(!watch.take_reported());
+        std::fs::write(dir.path().join("secure"), "x\n").unwrap_or_else(|e| panic!("{e}"));
+        // The reactor learns that the descriptor is readable when it next polls.
+        tokio::task::yield_now().await;
+        assert!(watch.take_reported(), "a queued event counts");
+        assert!(!watch.take_reported(), "once");
+        // The queued event still wakes the next wait at once.
+        let start = tokio::time::Instant::now();
+        watch.wait(Duration::from_secs(10)).await;
+        assert!(start.elapsed() < Duration::from_secs(5));
+        watch.missed_change(poll);
+        assert_eq!(
+            watch.look_interval(poll),
+            TRUSTED_LOOK_INTERVAL,
+            "one miss may be a race with the reactor"
+        );
+        watch.missed_change(poll);
+        assert_eq!(
+            watch.look_interval(poll),
+            poll,
+            "after a second miss in a row"
+        );
+        let mut unwatched = DirWatch::without_events(dir.path().to_path_buf(), "secure".into());
+        unwatched.ensure();
+        assert_eq!(unwatched.look_interval(poll), poll, "without inotify");
     }
 
     #[tokio::test]
