@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the packages on this Debian machine and checks what issue 5 asks of them: files, conffile, user,
+# Installs the packages on this Debian machine and checks them: files, conffile, user,
 # enable symlink, the .rpm's contents and scriptlets, `systemd-analyze verify` and `security`, the daemon as
 # the `sshwatch` user with only CAP_DAC_READ_SEARCH reading a root-owned 0600 log into a local moto server,
 # then remove and purge. Runs as root; no running systemd is needed (CI has none).
