@@ -121,17 +121,7 @@ impl DirWatch {
 
     /// Whether a relevant event came since the last call, counting those queued in the kernel now.
     pub(crate) fn take_reported(&mut self) -> bool {
-        if let Some(events) = self.events.as_mut() {
-            let mut seen = Seen::default();
-            while let Some(next) = events.next().now_or_never() {
-                seen.note(next, &self.name, self.any_file);
-            }
-            if seen.lost {
-                self.wd = None;
-            }
-            self.pending |= seen.relevant;
-            self.reported |= seen.relevant;
-        }
+        self.drain(Seen::default());
         let reported = std::mem::take(&mut self.reported);
         if reported {
             self.misses = 0;
@@ -199,19 +189,26 @@ impl DirWatch {
                     let mut seen = Seen::default();
                     seen.note(first, &self.name, self.any_file);
                     // Everything else already queued, without waiting: one wake-up for a burst.
-                    while let Some(next) = events.next().now_or_never() {
-                        seen.note(next, &self.name, self.any_file);
-                    }
-                    if seen.lost {
-                        // The directory was deleted or moved: watch the path again at the next look.
-                        self.wd = None;
-                    }
-                    self.pending |= seen.relevant;
-                    self.reported |= seen.relevant;
+                    self.drain(seen);
                 }
                 () = tokio::time::sleep_until(deadline) => return,
             }
         }
+    }
+
+    /// Adds every event already queued to `seen`, without waiting, and keeps what they say.
+    fn drain(&mut self, mut seen: Seen) {
+        if let Some(events) = self.events.as_mut() {
+            while let Some(next) = events.next().now_or_never() {
+                seen.note(next, &self.name, self.any_file);
+            }
+        }
+        if seen.lost {
+            // The directory was deleted or moved: watch the path again at the next look.
+            self.wd = None;
+        }
+        self.pending |= seen.relevant;
+        self.reported |= seen.relevant;
     }
 }
 
