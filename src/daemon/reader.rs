@@ -8,7 +8,9 @@
 //! A batch is sent when it is full, or once its oldest line has waited the flush interval (the configured
 //! `force_flush_interval`, lengthened while CloudWatch throttles: [`Pace`]), and at once at shutdown.
 //! While a batch is open and the source has been read to its end, the reader reads again at most every
-//! [`READ_PAUSE`]: a trickle of lines costs one wake-up a second, not one per line.
+//! [`READ_PAUSE`]: a trickle of lines costs one wake-up a second, not one per line. Lines that came during
+//! the last pause are read into the batch just before it is cut, so they do not wait a whole interval
+//! more in the next one.
 //!
 //! When everything read is on its way and the source has nothing more, a [`ToShipper::Mark`] tells the
 //! ledger, through the same queue, that every line stamped before now is shipped, so minutes close on
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -156,7 +159,14 @@ impl Reader {
                     }
                     Err(_) => return,
                 },
-                () = sleep_until(flush_at), if !waiting => self.flush(),
+                () = sleep_until(flush_at), if !waiting => {
+                    // What is there now, without waiting (cancel-safe: a read that would wait loses
+                    // nothing); an error comes back at the next read.
+                    if let Some(Ok(lines)) = self.source.next_lines(READ_BYTES).now_or_never() {
+                        self.take(lines);
+                    }
+                    self.flush();
+                }
                 _ = detector.tick() => self.evaluate_detector(),
                 () = sleep_until(Some(next_minute())) => self.mark_due = true,
                 () = sleep_until(self.read_after), if paused && !waiting => self.read_after = None,
@@ -337,6 +347,54 @@ fn start_of(end: &Position) -> Option<Position> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::source::FileSource;
+    use std::io::Write as _;
+
+    #[tokio::test]
+    async fn lines_written_during_the_pause_join_the_batch_that_is_cut() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("secure");
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml_str(
+            &format!("[source]\nfile_path = {:?}\n", path.display().to_string()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let source = FileSource::new(&config.source, None, None).unwrap_or_else(|e| panic!("{e}"));
+        let reader = Reader::new(
+            Source::File(Box::new(source)),
+            Tally::new(&config),
+            false,
+            Arc::new(Pace::new(Duration::from_secs(2))),
+            Arc::new(Stats::new(vec![])),
+        );
+        let (ship, mut shipped) = mpsc::channel(8);
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(reader.run(ship, shutdown.clone()));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let start = Instant::now();
+        // `a` opens the batch (cut 2 s later); `b` is read at once and starts a 1 s pause; `c` comes
+        // during that pause, which ends after the cut.
+        for (at, line) in [(0, "a"), (1200, "b"), (1600, "c")] {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            writeln!(file, "{line}").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let first = loop {
+            match tokio::time::timeout(Duration::from_secs(10), shipped.recv()).await {
+                Ok(Some(ToShipper::Batch(batch))) => break batch,
+                Ok(Some(_)) => continue,
+                other => panic!("no batch: {other:?}"),
+            }
+        };
+        let messages: Vec<&str> = first.events.iter().map(|(_, m)| m).collect();
+        assert_eq!(messages, ["a", "b", "c"]);
+        shutdown.stop();
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[test]
     fn a_journal_cursor_has_no_start() {
