@@ -1,8 +1,8 @@
-//! CloudWatch's `%regex%` dialect (§3): the alphabet check, and a translation
+//! CloudWatch's `%regex%` dialect: the alphabet check, and a translation
 //! into `regex`-crate syntax that keeps Java's meaning.
 //!
 //! AWS compiles these with a JVM `Pattern` ("Failed to compile regular
-//! expression."), so the translation follows Java's defaults (§11 Q6): `.`
+//! expression."), so the translation follows Java's defaults (a choice, see `docs/filter-patterns.md`): `.`
 //! excludes line terminators, `$` also matches before a final line
 //! terminator, `\d \s \w` are ASCII. Every construct is re-emitted explicitly
 //! (literals as `\x{…}`, classes spelled out), so nothing depends on the
@@ -22,7 +22,7 @@ const MAX_CLASS_DEPTH: usize = 16;
 
 /// Characters allowed between the `%` delimiters (R-RX-2). `:` follows the
 /// revision of the page that lists it and a blank follows the documented
-/// `%^starting|^initializing|^shutting down%` example (§11 Q5).
+/// `%^starting|^initializing|^shutting down%` example.
 fn is_allowed(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(

@@ -1,4 +1,4 @@
-//! Space-delimited patterns `[a, b = x, ...]` (§4): the pattern grammar,
+//! Space-delimited patterns `[a, b = x, ...]`: the pattern grammar,
 //! splitting a message into fields (R-SD-6…R-SD-10), aligning entries with
 //! fields (R-SD-11…R-SD-13), conditions (R-SD-14…R-SD-18) and extracted
 //! values (R-SD-19).
@@ -46,7 +46,7 @@ fn is_separator(b: u8) -> bool {
 /// Fields are separated by runs of blanks and tabs; a field that starts
 /// with `"` (or `[`) runs to the next `"` (or `]`) when that one is followed
 /// by a separator or the end, a backslash skipping the next character inside
-/// (R-SD-7, §11 Q10); otherwise the quote or bracket is an ordinary
+/// (R-SD-7; documented as a choice in `docs/filter-patterns.md`); otherwise the quote or bracket is an ordinary
 /// character (R-SD-8, R-SD-9). Splitting goes left to right, so the first
 /// `k` fields never depend on `max_fields ≥ k`. Runs in linear time and does
 /// not allocate once `out` has capacity.
@@ -510,7 +510,7 @@ pub(crate) fn parse_op(cur: &mut Cursor<'_>) -> Result<Op, PatternError> {
     Ok(op)
 }
 
-/// The raw rest of the line from `from`, right-trimmed (R-SD-11, §11 Q13).
+/// The raw rest of the line from `from`, right-trimmed (R-SD-11; a choice, see `docs/filter-patterns.md`).
 fn rest_of_line(message: &str, from: usize) -> &str {
     message
         .get(from..)
@@ -753,7 +753,7 @@ impl DelimitedPattern {
         }
         let f = fields.len();
         let target = match position(r) {
-            // A position counts fields in the event, named or not (§11 Q11).
+            // A position counts fields in the event, named or not (a choice, see `docs/filter-patterns.md`).
             Some(n) => n.checked_sub(1)?,
             None => {
                 let entry = self.named(r)?;

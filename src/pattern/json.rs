@@ -1,4 +1,4 @@
-//! JSON patterns `{ $.a = 1 && $.b IS NULL }` (§5): selectors, comparisons
+//! JSON patterns `{ $.a = 1 && $.b IS NULL }`: selectors, comparisons
 //! and their observed semantics (R-JSON-1…R-JSON-3).
 
 use regex::Regex;
@@ -10,7 +10,7 @@ use crate::pattern::{PatternError, cwregex, delimited};
 
 /// Parentheses nested deeper than this are refused (keeps recursion bounded).
 const MAX_NESTING: usize = 64;
-/// Most wildcard selectors per pattern (§7).
+/// Most wildcard selectors per pattern: CloudWatch refuses a pattern with more ("Filter pattern syntax" in the CloudWatch Logs user guide).
 const MAX_WILDCARD_SELECTORS: usize = 3;
 
 /// A parsed JSON pattern.

@@ -1,6 +1,7 @@
 //! The CloudWatch Logs filter-pattern language: parser and evaluator, pure and total.
 //!
-//! Rule IDs (`R-…`) and sections (`§…`) refer to `docs/filter-patterns.md`.
+//! Rule IDs (`R-…`) name the rules listed in `docs/filter-patterns.md`, each with its source in AWS's
+//! documentation or in CloudWatch's recorded TestMetricFilter answers.
 //! A pattern is one of three kinds, chosen by its first non-blank character
 //! (R-GEN-3): `{` a JSON pattern, `[` a space-delimited pattern, anything else
 //! a term pattern (words, quoted phrases and `%regex%` terms).
@@ -29,7 +30,7 @@ pub use delimited::{DelimitedPattern, Field, split_fields};
 use crate::pattern::json::JsonPattern;
 use crate::pattern::terms::TermsPattern;
 
-/// Longest accepted pattern, in characters (API limit, §7).
+/// Longest accepted pattern, in characters (PutMetricFilter's limit on `filterPattern`).
 pub const MAX_PATTERN_CHARS: usize = 1024;
 
 /// Most `%regex%` terms in one pattern (R-RX-7).
@@ -52,15 +53,15 @@ enum Inner {
 /// Which of the three pattern languages a pattern is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternKind {
-    /// Words, quoted phrases and `%regex%` terms (§2, §3).
+    /// Words, quoted phrases and `%regex%` terms.
     Terms,
-    /// `[field, …]` (§4).
+    /// `[field, …]`.
     Delimited,
-    /// `{ $.selector = value }` (§5).
+    /// `{ $.selector = value }`.
     Json,
 }
 
-/// Why a pattern was rejected; the message is AWS's own text wherever it is known (§8).
+/// Why a pattern was rejected; the message is AWS's own text wherever it is known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct PatternError {
@@ -84,7 +85,7 @@ impl PatternError {
         PatternError::new("Invalid metric filter pattern")
     }
 
-    /// A character outside every token's alphabet; `term` is AWS's "term" text (§8).
+    /// A character outside every token's alphabet; `term` is AWS's "term" text.
     pub(crate) fn invalid_term(term: &str) -> PatternError {
         PatternError::new(format!("Invalid character(s) in term '{term}'"))
     }

@@ -1,4 +1,4 @@
-//! Term patterns (§2): words, quoted phrases and `%regex%` terms with `?`/`-`
+//! Term patterns: words, quoted phrases and `%regex%` terms with `?`/`-`
 //! prefixes, matched as case-sensitive substrings anywhere in the message.
 
 use memchr::memmem;
@@ -46,7 +46,7 @@ impl Term {
 ///
 /// Terms are separated by blanks; a `?` or `-` prefix is only recognised at
 /// the start of a term, so `hello-world` is rejected rather than read as
-/// `hello -world` (§11 Q3). A quoted or regex term may be followed directly
+/// `hello -world` (a choice, see `docs/filter-patterns.md`). A quoted or regex term may be followed directly
 /// by another term.
 pub(crate) fn parse(text: &str) -> Result<TermsPattern, PatternError> {
     let mut pattern = TermsPattern {
